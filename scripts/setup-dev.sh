@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Development/CI set-up: .venv with the torch pair that imports beside torchvision on these machines,
+# the package with every extra, Debian chromium for browser tests, and the web bundle's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Install the torch pair first, so no extra's torch range can pull a multi-GB build from elsewhere.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,dev]"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: chromium missing and not root: browser tests will be skipped" >&2
+  fi
+fi
+
+if [ -f web/package.json ]; then
+  (cd web && { [ -f package-lock.json ] && npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; } && npm run --silent build)
+fi

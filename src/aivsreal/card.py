@@ -1,0 +1,198 @@
+"""The model card: everything a runtime needs to use a set of weights, travelling with them.
+
+Like timm's pretrained config, the card carries the preprocessing with the weights, plus labels, the
+decision threshold, the uncertain band, the calibration temperature, training summary, metrics and the
+sha256 of the weights file it describes. It is written next to every checkpoint (JSON), into every ONNX
+file (metadata) and next to every web bundle. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_VERSION = 1
+LABELS = ("real", "ai")  # index 1 = positive class = AI-generated
+
+
+class CardError(ValueError):
+    """A card is missing, malformed, or does not match the weights it describes."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an RGB image becomes the model's input tensor (N, 3, size, size), float32.
+
+    policy:
+      - ``resize``: resize the whole image to size×size (aspect ratio not kept);
+      - ``center_crop``: resize the shorter side to size/crop_pct, then take the centre size×size;
+      - ``native_crop``: take the centre size×size at native resolution, no resampling, so the
+        high-frequency traces a generator leaves are kept; smaller images are first upscaled so
+        their shorter side equals size.
+    """
+
+    size: int = 224
+    policy: str = "native_crop"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("resize", "center_crop", "native_crop"):
+            raise CardError(f"unknown preprocessing policy {self.policy!r}")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest", "lanczos"):
+            raise CardError(f"unknown interpolation {self.interpolation!r}")
+        if not 16 <= int(self.size) <= 4096:
+            raise CardError(f"input size {self.size} out of range")
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class ModelCard:
+    """Metadata that travels with a model file; see module docstring."""
+
+    backbone: str
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    head: str = "linear"
+    labels: tuple[str, str] = LABELS
+    threshold: float = 0.5
+    uncertain_band: float = 0.1  # scores within threshold ± band are flagged uncertain
+    temperature: float = 1.0  # calibrated probability = sigmoid(logit / temperature)
+    model_id: str = ""
+    weights_file: str = ""
+    weights_sha256: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    card_version: int = CARD_VERSION
+
+    # ---- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["preprocess"] = dataclasses.asdict(self.preprocess)
+        d["labels"] = list(self.labels)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        if not isinstance(d, dict) or "backbone" not in d:
+            raise CardError("not a model card (no 'backbone' key)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["preprocess"] = Preprocess.from_dict(d.get("preprocess", {}))
+        kw["labels"] = tuple(d.get("labels", LABELS))
+        card = cls(**kw)
+        if not 0.0 < float(card.threshold) < 1.0:
+            raise CardError(f"threshold {card.threshold} must lie in (0, 1)")
+        if float(card.temperature) <= 0:
+            raise CardError(f"temperature {card.temperature} must be positive")
+        return card
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise CardError(f"card is not valid JSON: {e}") from None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> ModelCard:
+        p = Path(path)
+        try:
+            return cls.from_json(p.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise CardError(f"cannot read card {p}: {e.strerror or e}") from None
+        except CardError as e:
+            raise CardError(f"{p}: {e}") from None
+
+    def write(self, path: str | os.PathLike) -> Path:
+        return atomic_write_text(path, self.to_json() + "\n")
+
+    # ---- weights checks ------------------------------------------------------------------------
+    def verify(self, weights_path: str | os.PathLike) -> None:
+        """Refuse weights whose sha256 differs from the card's (tampered, truncated or mismatched)."""
+        if not self.weights_sha256:
+            raise CardError(f"card for {weights_path} has no weights_sha256; refusing unverified weights")
+        got = sha256_file(weights_path)
+        if got != self.weights_sha256:
+            raise CardError(
+                f"{weights_path}: sha256 {got[:12]}… does not match the card's {self.weights_sha256[:12]}…"
+            )
+
+
+def card_path_for(weights_path: str | os.PathLike) -> Path:
+    """The sidecar card of a weights file: ``model.safetensors`` → ``model.card.json``,
+    ``model.int8.onnx`` → ``model.int8.onnx.card.json`` (so a checkpoint and its export can share a dir)."""
+    p = Path(weights_path)
+    return p.with_name(p.stem + (".onnx" if p.suffix == ".onnx" else "") + ".card.json")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    A temp file in the same directory is written, fsynced and renamed over the target; on any error
+    (disk full, permission) the temp file is removed and an OSError naming the path is raised.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)

@@ -1,0 +1,45 @@
+"""Checkpoints: safetensors weights + the JSON card beside them, written atomically. Never pickle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from .card import ModelCard, atomic_write_bytes, card_path_for, sha256_file
+from .models import Detector, create
+
+
+def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.PathLike) -> Path:
+    """Write weights then card (both atomic); the card records the weights' sha256."""
+    p = Path(path)
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(p, save(sd, metadata={"format": "pt", "backbone": card.backbone}))
+    card.weights_file = p.name
+    card.weights_sha256 = sha256_file(p)
+    card.write(card_path_for(p))
+    return p
+
+
+def load_model(weights: str | os.PathLike, card: ModelCard) -> Detector:
+    """Rebuild the architecture named by the card and load the weights (eval mode)."""
+    model = create(card.backbone, pretrained="none", head=card.head)
+    try:
+        sd = load_file(str(weights))
+    except Exception as e:
+        raise ValueError(f"{weights}: not a readable safetensors file: {e}") from None
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[Detector, ModelCard, Path]:
+    """A checkpoint file or run dir → (model, card, weights path); sha256 checked against the card."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    card = ModelCard.read(card_path_for(p))
+    if verify:
+        card.verify(p)
+    return load_model(p, card), card, p

@@ -1,0 +1,377 @@
+"""``aivsreal <verb>``: parse, call, print. Heavy modules are imported inside each verb.
+
+Exit status (documented in the README): 0 all inputs processed; 1 some inputs could not be
+processed (each reported with a reason); 2 usage error, or the model/data could not be loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Tell AI-generated images from real photographs.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect labelled image collections.")
+app.add_typer(data_app, name="data")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.echo(f"aivsreal: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class Tier(str, Enum):
+    clean = "clean"
+    web = "web"
+    hard = "hard"
+
+
+# ---- data ---------------------------------------------------------------------------------------
+@data_app.command("summary")
+def data_summary(
+    path: Path = typer.Argument(..., help="Folder tree, Kaggle CSV or manifest CSV."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    seed: int = typer.Option(0, help="Seed of the split drawn when the data has none."),
+) -> None:
+    """Counts per class/split/source, formats, sizes, undecodable files, duplicates, shortcut warnings."""
+    from .data import DataError, format_summary, load_dataset, summarize
+
+    try:
+        sm = summarize(load_dataset(path, seed=seed))
+    except DataError as e:
+        fail(str(e))
+    typer.echo(sm.to_json() if json_out else format_summary(sm))
+
+
+# ---- train ---------------------------------------------------------------------------------------
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, help="Labelled collection (folder or CSV)."),
+    out: Optional[str] = typer.Option(None, help="Run directory for checkpoints, logs and plots."),
+    config: Optional[Path] = typer.Option(None, help="YAML file of options; flags given here override it."),
+    model: Optional[str] = typer.Option(None, help="timm model name, e.g. tf_mobilenetv3_small_100."),
+    pretrained: Optional[str] = typer.Option(
+        None, help="ImageNet weights file or dir; 'none' for random init. Default: $AIVSREAL_WEIGHTS_DIR."
+    ),
+    head: Optional[str] = typer.Option(None, help="'linear' or 'notebook' (GAP→BN→Dense512→Dropout→1)."),
+    policy: Optional[str] = typer.Option(None, help="Preprocessing: native_crop | center_crop | resize."),
+    size: Optional[int] = typer.Option(None, help="Input size (default: the backbone's)."),
+    epochs_head: Optional[int] = typer.Option(None, help="Phase 1 epochs (backbone frozen)."),
+    epochs: Optional[int] = typer.Option(None, help="Phase 2 epochs (last blocks unfrozen)."),
+    unfreeze: Optional[int] = typer.Option(None, help="Backbone units unfrozen in phase 2 (-1: all)."),
+    lr_head: Optional[float] = typer.Option(None, help="Phase 1 learning rate."),
+    lr: Optional[float] = typer.Option(None, help="Phase 2 learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size."),
+    workers: Optional[int] = typer.Option(None, help="Data-loading worker processes."),
+    seed: Optional[int] = typer.Option(None, help="Seed for splits, augmentation and init."),
+    patience: Optional[int] = typer.Option(None, help="Early-stopping patience (epochs)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CPU."),
+    max_fpr: Optional[float] = typer.Option(None, help="Pick the threshold for this FPR on val reals."),
+    exclude_source: Optional[list[str]] = typer.Option(None, help="Leave a source out of train/val."),
+    limit: Optional[int] = typer.Option(None, help="Use at most N training images (smoke runs)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this dir from its last epoch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Two-phase transfer learning; writes model.safetensors + model.card.json into the run dir."""
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    try:
+        if resume is not None:
+            cfg = TrainConfig.from_yaml(resume / "config.yaml")
+        elif config is not None:
+            cfg = TrainConfig.from_yaml(config)
+        else:
+            cfg = TrainConfig()
+    except (OSError, ValueError) as e:
+        fail(str(e))
+    given = dict(
+        data=data, out=out, model=model, pretrained=pretrained, head=head, policy=policy, size=size,
+        epochs_head=epochs_head, epochs=epochs, unfreeze=unfreeze, lr_head=lr_head, lr=lr,
+        batch_size=batch_size, workers=workers, seed=seed, patience=patience, bf16=bf16, max_fpr=max_fpr,
+        exclude_sources=exclude_source or None, limit=limit,
+    )
+    for k, v in given.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    if resume is not None:
+        cfg.out = str(resume)
+    if not cfg.data:
+        fail("--data is required (or set 'data' in --config)")
+    try:
+        best = run_train(cfg, resume=resume is not None, progress=not quiet)
+    except (OSError, ValueError) as e:
+        fail(str(e))
+    typer.echo(f"best checkpoint: {best}")
+
+
+# ---- evaluate ------------------------------------------------------------------------------------
+@app.command()
+def evaluate(
+    model: Optional[str] = typer.Option(None, help="Run dir, checkpoint (.safetensors) or ONNX; default model if omitted."),
+    data: Path = typer.Option(..., help="Labelled collection to evaluate on."),
+    split: str = typer.Option("test", help="train | val | test | all."),
+    tier: Optional[list[Tier]] = typer.Option(None, help="Robustness tiers to score (default: clean, web, hard)."),
+    threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the card's)."),
+    max_fpr: Optional[float] = typer.Option(None, help="Choose the threshold on val for this FPR on reals."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    report: Optional[Path] = typer.Option(None, help="Write PNG plots, report.md and metrics.json here."),
+    seed: int = typer.Option(0, help="Seed of the split drawn when the data has none."),
+) -> None:
+    """Accuracy, precision, recall, F1, ROC-AUC, AP, balanced accuracy, ECE, per source and per tier."""
+    from .data import DataError
+    from .evaluate import evaluate as run_eval
+    from .evaluate import format_table, public, write_report
+    from .runtime import ModelLoadError
+
+    tiers = [t.value for t in tier] if tier else ["clean", "web", "hard"]
+    try:
+        res = run_eval(
+            model, data, split=split, tiers=tiers, threshold=threshold, max_fpr=max_fpr, seed=seed,
+            progress=not json_out,
+        )
+    except (ModelLoadError, DataError, ValueError, OSError) as e:
+        fail(str(e))
+    if report:
+        write_report(res, report)
+    typer.echo(json.dumps(public(res), default=float) if json_out else format_table(res))
+
+
+# ---- predict -------------------------------------------------------------------------------------
+def _expand_inputs(paths: list[str], recursive: bool) -> list[str]:
+    """Files, folders (images inside; all levels with --recursive), globs, and '-' for stdin lists."""
+    import glob
+
+    from .imageio import is_image_path
+
+    out: list[str] = []
+    for p in paths:
+        if p == "-":
+            out.extend(line.strip() for line in sys.stdin if line.strip())
+            continue
+        if os.path.isdir(p):
+            if recursive:
+                for dirpath, dirnames, files in os.walk(p, followlinks=False):
+                    dirnames.sort()
+                    out.extend(os.path.join(dirpath, f) for f in sorted(files) if is_image_path(f))
+            else:
+                out.extend(
+                    os.path.join(p, f) for f in sorted(os.listdir(p))
+                    if is_image_path(f) and not os.path.isdir(os.path.join(p, f))
+                )
+            continue
+        if any(c in p for c in "*?[") and not os.path.exists(p):
+            out.extend(sorted(glob.glob(p, recursive=recursive)))
+            continue
+        out.append(p)
+    return out
+
+
+@app.command()
+def predict(
+    paths: list[str] = typer.Argument(..., help="Image files, folders, globs, or '-' to read paths from stdin."),
+    model: Optional[str] = typer.Option(None, help="ONNX file, checkpoint or run dir (default: shipped model)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write results to this CSV file (atomically)."),
+    threshold: Optional[float] = typer.Option(None, help="Override the card's decision threshold."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    tta: bool = typer.Option(False, "--tta", help="Average over flipped/corner views (slower, steadier)."),
+    batch_size: int = typer.Option(16, help="Images per model call."),
+    workers: Optional[int] = typer.Option(None, help="Decoding threads (default: cores, at most 4)."),
+    provenance: bool = typer.Option(False, "--provenance", help="Also look for provenance evidence."),
+    engine: str = typer.Option("local", help="local | ray (distributed; needs the [scale] extra)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (engine ray)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Parquet output (engine ray)."),
+) -> None:
+    """Score images: a table by default, JSON lines with --json, a CSV file with --csv."""
+    from .runtime import Detector, ModelLoadError
+
+    if engine == "ray":
+        from .scale import predict_ray
+
+        if output is None:
+            fail("--engine ray needs --output OUT.parquet")
+        try:
+            summary = predict_ray(paths, model=model, output=output, address=address, threshold=threshold)
+        except (ModelLoadError, ValueError, OSError) as e:
+            fail(str(e))
+        typer.echo(json.dumps(summary))
+        raise typer.Exit(EXIT_PARTIAL if summary.get("errors") else EXIT_OK)
+    if engine != "local":
+        fail(f"unknown engine {engine!r} (local | ray)")
+    try:
+        det = Detector.load(model)
+    except ModelLoadError as e:
+        fail(str(e))
+    if threshold is not None:
+        if not 0 < threshold < 1:
+            fail("--threshold must lie in (0, 1)")
+        det.card.threshold = threshold
+    files = _expand_inputs(paths, recursive)
+    if not files:
+        fail("no input images found")
+    show_bar = len(files) > 1 and not json_out and sys.stderr.isatty() or (len(files) > 20 and not json_out)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar)
+    results = []
+    n_err = 0
+    for pred in det.iter_predict(files, batch_size=batch_size, tta=tta, workers=workers):
+        if provenance:
+            from .provenance import attach
+
+            attach(pred)
+        n_err += 0 if pred.ok else 1
+        if json_out:
+            typer.echo(json.dumps(pred.to_dict(), ensure_ascii=False))
+        else:
+            results.append(pred)
+        bar.update(1)
+    bar.close()
+    if csv_out is not None:
+        _write_csv(csv_out, results)
+    if not json_out:
+        typer.echo(_table(results, provenance))
+        if n_err:
+            typer.echo(f"{n_err} of {len(files)} file(s) could not be scored (see 'error' rows).", err=True)
+    raise typer.Exit(EXIT_PARTIAL if n_err else EXIT_OK)
+
+
+def _table(preds, provenance: bool) -> str:
+    rows = []
+    width = min(max((len(p.source) for p in preds), default=4), 70)
+    for p in preds:
+        name = p.source if len(p.source) <= width else "…" + p.source[-(width - 1) :]
+        if p.ok:
+            tag = p.label + (" (uncertain)" if p.uncertain else "")
+            extra = f"  {p.verdict}" if provenance and p.verdict else ""
+            rows.append(f"{name:<{width}}  {p.score:6.3f}  {tag}{extra}")
+        else:
+            rows.append(f"{name:<{width}}  error   {p.error['kind']}: {p.error['message']}")
+    return "\n".join([f"{'path':<{width}}  {'P(AI)':>6}  label", *rows])
+
+
+def _write_csv(path: Path, preds) -> None:
+    from .card import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error"])
+    for p in preds:
+        if p.ok:
+            w.writerow([p.source, f"{p.score:.6f}", p.label, p.uncertain, p.threshold, p.model_id, "", ""])
+        else:
+            w.writerow([p.source, "", "", "", "", p.model_id or "", p.error["kind"], p.error["message"]])
+    atomic_write_text(path, buf.getvalue())
+
+
+# ---- export ----------------------------------------------------------------------------------------
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    tflite = "tflite"
+
+
+@app.command()
+def export(
+    model: str = typer.Option(..., help="Checkpoint (.safetensors) or run dir."),
+    out: Path = typer.Option(..., help="Output directory."),
+    int8: bool = typer.Option(False, "--int8", help="Also write a static int8 (QDQ) model."),
+    calib: Optional[Path] = typer.Option(None, help="Images for int8 calibration (default: the training data)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx | tflite."),
+    name: str = typer.Option("model", help="File stem of the exported files."),
+) -> None:
+    """Export to ONNX (opset 17, dynamic batch, card in metadata) and verify against torch."""
+    from .export import export_model
+
+    try:
+        report = export_model(model, out, int8=int8, calib=calib, fmt=fmt.value, name=name)
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    typer.echo(json.dumps(report, indent=2, default=float))
+
+
+# ---- bench -----------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    models: Optional[list[str]] = typer.Option(None, "--model", help="timm names (default: Small and Large)."),
+    images: int = typer.Option(48, help="Generated JPEGs for the folder throughput test."),
+    repeats: int = typer.Option(30, help="Batch-1 latency samples per engine."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer repeats (smoke run)."),
+) -> None:
+    """Latency, throughput and GFLOP/s of ONNX fp32/int8 and torch, side by side in one run."""
+    from .bench import format_bench, run_bench
+
+    res = run_bench(models=models, n_images=images, repeats=repeats, quick=quick)
+    typer.echo(json.dumps(res, indent=2, default=float) if json_out else format_bench(res))
+
+
+# ---- serve, inspect, explain -----------------------------------------------------------------------
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    model: Optional[str] = typer.Option(None, help="ONNX model (default: shipped model)."),
+    workers: int = typer.Option(2, help="Inference threads."),
+    max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload."),
+) -> None:
+    """HTTP API (POST /v1/predict, GET /v1/model, /healthz), the web page at / and OpenAPI docs."""
+    from .serve import run
+
+    run(host=host, port=port, model=model, workers=workers, max_upload_mb=max_upload_mb)
+
+
+@app.command()
+def inspect(
+    paths: list[str] = typer.Argument(..., help="Image files or folders."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+) -> None:
+    """Provenance evidence: C2PA, IPTC/XMP, EXIF, generator PNG chunks, invisible watermarks."""
+    from .provenance import format_report, inspect_path
+
+    n_err = 0
+    for f in _expand_inputs(paths, recursive):
+        rep = inspect_path(f)
+        n_err += 1 if rep.get("error") else 0
+        typer.echo(json.dumps(rep, ensure_ascii=False, default=str) if json_out else format_report(rep))
+    raise typer.Exit(EXIT_PARTIAL if n_err else EXIT_OK)
+
+
+@app.command()
+def explain(
+    image: Path = typer.Argument(..., help="Image to explain."),
+    out: Path = typer.Option(..., help="Heatmap PNG to write (same size as the input)."),
+    model: Optional[str] = typer.Option(None, help="Checkpoint or run dir (torch model)."),
+) -> None:
+    """Grad-CAM heatmap of where the model looked, overlaid on the image."""
+    from .explain import explain_file
+
+    try:
+        info = explain_file(image, out, model=model)
+    except (OSError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    typer.echo(json.dumps(info))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Checkpoint → ONNX (fp32, and static int8 QDQ), card embedded, verified against torch.
+
+The exported graph maps a (N, 3, s, s) float32 batch to N raw logits; the card in the file's
+metadata (key ``aivsreal_card``) and in a sidecar JSON carries preprocessing, threshold and
+temperature, and the sidecar records the file's sha256.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .card import ModelCard, card_path_for, sha256_file
+from .checkpoint import load_checkpoint
+from .data import load_dataset
+from .imageio import DecodeError, is_image_path
+from .metrics import roc_auc, sigmoid
+from .preprocess import load, to_input
+
+OPSET = 17
+PARITY_TOL = 1e-4
+
+
+def _sample_inputs(card: ModelCard, calib: str | os.PathLike | None, n: int, seed: int = 0):
+    """Up to n preprocessed images (and labels when known) from a folder/collection or the training data."""
+    src = calib or card.training.get("data")
+    paths: list[str] = []
+    labels: list[int] = []
+    if src and Path(src).exists():
+        try:
+            ds = load_dataset(src, seed=seed, dedupe=False)
+            pool = ds.split("train") or ds.samples
+            rng = np.random.default_rng(seed)
+            pick = rng.permutation(len(pool))[: n * 2]
+            paths = [pool[i].path for i in pick]
+            labels = [pool[i].label for i in pick]
+        except ValueError:
+            paths = sorted(str(p) for p in Path(src).rglob("*") if is_image_path(p))[: n * 2]
+            labels = []
+    xs, ys = [], []
+    for i, p in enumerate(paths):
+        try:
+            xs.append(to_input(load(p, card.preprocess).image, card.preprocess))
+            if labels:
+                ys.append(labels[i])
+        except DecodeError:
+            continue
+        if len(xs) >= n:
+            break
+    if not xs:  # no images at hand: deterministic noise still checks the graph
+        rng = np.random.default_rng(seed)
+        s = card.preprocess.size
+        xs = list(rng.uniform(-1, 1, size=(8, 3, s, s)).astype(np.float32))
+        ys = []
+    return np.stack(xs).astype(np.float32), (np.asarray(ys) if len(ys) == len(xs) else None)
+
+
+def _write_onnx(model: torch.nn.Module, card: ModelCard, path: Path) -> None:
+    import onnx
+
+    s = card.preprocess.size
+    dummy = torch.zeros(1, 3, s, s)
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td) / "m.onnx"
+        torch.onnx.export(
+            model, (dummy,), str(tmp), input_names=["input"], output_names=["logit"],
+            dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        )
+        m = onnx.load(str(tmp))
+        _embed_card(m, card)
+        onnx.checker.check_model(m)
+        _atomic_onnx_save(m, path)
+
+
+def _embed_card(m: Any, card: ModelCard) -> None:
+    for p in list(m.metadata_props):
+        if p.key == "aivsreal_card":
+            m.metadata_props.remove(p)
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "aivsreal_card", card.to_json()
+
+
+def _atomic_onnx_save(m: Any, path: Path) -> None:
+    from .card import atomic_write_bytes
+
+    atomic_write_bytes(path, m.SerializeToString())
+
+
+def _finish(card: ModelCard, path: Path) -> None:
+    """Sidecar card with the ONNX file's sha256."""
+    c = copy.deepcopy(card)
+    c.weights_file = path.name
+    c.weights_sha256 = sha256_file(path)
+    c.write(card_path_for(path))
+
+
+def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], dtype=np.float64).reshape(-1)
+
+
+def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
+    """Static QDQ int8 (per-channel weights, uint8 activations) calibrated on ``calib`` images."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"input": calib[i : i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as td:
+        pre = Path(td) / "pre.onnx"
+        q = Path(td) / "q.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+        m = onnx.load(str(q))
+        card_json = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+        entry = m.metadata_props.add()
+        entry.key, entry.value = "aivsreal_card", card_json["aivsreal_card"]
+        _atomic_onnx_save(m, out)
+
+
+def export_model(
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calib: str | os.PathLike | None = None,
+    fmt: str = "onnx",
+    name: str = "model",
+    n_check: int = 16,
+    n_calib: int = 64,
+) -> dict[str, Any]:
+    """Export and verify; returns a report (parity, int8 agreement, file sizes)."""
+    net, card, _ = load_checkpoint(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = _sample_inputs(card, calib, max(n_check, n_calib if int8 else 0))
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).double().numpy()
+    if fmt == "tflite":
+        from .export_tflite import export_tflite
+
+        return export_tflite(net, card, out, name, x, ref)
+    path = out / f"{name}.onnx"
+    _write_onnx(net, card, path)
+    got = _ort_logits(path, x)
+    delta = float(np.max(np.abs(got - ref)))
+    if delta > PARITY_TOL:
+        path.unlink()
+        raise RuntimeError(f"ONNX parity check failed: max |Δlogit| {delta:.2e} > {PARITY_TOL}")
+    _finish(card, path)
+    report: dict[str, Any] = {
+        "onnx": str(path),
+        "opset": OPSET,
+        "parity_images": int(len(x)),
+        "max_abs_logit_diff": delta,
+        "bytes": path.stat().st_size,
+    }
+    if int8:
+        qpath = out / f"{name}.int8.onnx"
+        quantize_int8(path, qpath, x[:n_calib])
+        _finish(card, qpath)
+        q = _ort_logits(qpath, x)
+        thr = card.threshold
+        p32, p8 = sigmoid(got / card.temperature), sigmoid(q / card.temperature)
+        report["int8"] = {
+            "onnx": str(qpath),
+            "bytes": qpath.stat().st_size,
+            "size_ratio": qpath.stat().st_size / path.stat().st_size,
+            "decision_agreement": float(np.mean((p32 >= thr) == (p8 >= thr))),
+            "max_abs_logit_diff": float(np.max(np.abs(q - got))),
+            "images": int(len(x)),
+            "note": "agreement measured on calibration-pool images; see evaluate for held-out data",
+        }
+        if y is not None and len(np.unique(y)) == 2:
+            report["int8"]["roc_auc_fp32"] = roc_auc(y, p32)
+            report["int8"]["roc_auc_int8"] = roc_auc(y, p8)
+    return report

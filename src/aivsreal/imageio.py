@@ -1,0 +1,216 @@
+"""Safe image decoding: one function every door uses to turn a source into an RGB PIL image.
+
+Guards come before decoding: the header's pixel count is checked against a limit (decompression
+bombs are refused without allocating), files are size-capped, EXIF orientation is applied, the first
+frame of animations is taken, and every mode (CMYK, 16-bit, palette+alpha, LA, I;16 ...) becomes RGB.
+Failures raise :class:`DecodeError` with a short ``kind`` so callers can report them as data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 64_000_000  # ~8000×8000; more is refused before decoding
+MAX_FILE_BYTES = 100 * 1024 * 1024
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif")
+
+# Pillow's own bomb check warns at MAX_IMAGE_PIXELS and errors at 2x; we check the header ourselves.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+class DecodeError(Exception):
+    """An input that cannot be turned into an image; ``kind`` is a stable short code."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded RGB image and what was learned while decoding it."""
+
+    image: Image.Image
+    format: str | None
+    original_size: tuple[int, int]
+    original_mode: str
+
+
+def describe_source(source: Any) -> str:
+    """A short printable name for a source, used in results and error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<bytes:{len(source)}>"
+    if isinstance(source, Image.Image):
+        return f"<PIL:{source.mode}:{source.size[0]}x{source.size[1]}>"
+    if isinstance(source, np.ndarray):
+        return f"<array:{'x'.join(map(str, source.shape))}>"
+    return f"<{type(source).__name__}>"
+
+
+def decode(
+    source: ImageSource,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> DecodedImage:
+    """Decode ``source`` (path, bytes, PIL image or HxW[x3|4] uint8 array) into an RGB image.
+
+    ``draft`` asks the JPEG decoder for a DCT-scaled image no smaller than (w, h): much faster for
+    big photos, used only where the model input does not change (resize policies).
+    """
+    if isinstance(source, Image.Image):
+        return _finish(source, source.format, max_pixels)
+    if isinstance(source, np.ndarray):
+        return DecodedImage(_array_to_image(source), None, _array_size(source), "array")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise DecodeError("empty", "empty input (0 bytes)")
+        if len(data) > MAX_FILE_BYTES:
+            raise DecodeError("too_large", f"input is {len(data)} bytes, over the {MAX_FILE_BYTES} limit")
+        return _open(io.BytesIO(data), max_pixels, draft)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DecodeError("not_found", "no such file") from None
+        except OSError as e:  # symlink loops, permission on a parent, ...
+            raise DecodeError("unreadable", f"cannot stat: {e.strerror or e}") from None
+        if path.is_dir():
+            raise DecodeError("is_directory", "is a directory")
+        if st.st_size == 0:
+            raise DecodeError("empty", "empty file (0 bytes)")
+        if st.st_size > MAX_FILE_BYTES:
+            raise DecodeError("too_large", f"file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
+        try:
+            with open(path, "rb") as f:
+                return _open(f, max_pixels, draft)
+        except PermissionError as e:
+            raise DecodeError("unreadable", f"permission denied: {e.strerror or e}") from None
+        except OSError as e:
+            raise DecodeError("unreadable", f"cannot read: {e.strerror or e}") from None
+    raise DecodeError("unsupported_input", f"cannot decode a {type(source).__name__}")
+
+
+def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(fp)
+    except UnidentifiedImageError:
+        raise DecodeError("not_an_image", "not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DecodeError("corrupt", f"cannot parse image header: {e}") from None
+    if im.format not in SUPPORTED_FORMATS:
+        raise DecodeError("unsupported_format", f"unsupported image format {im.format}")
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise DecodeError("corrupt", f"invalid image size {w}x{h}")
+    if w * h > max_pixels:
+        raise DecodeError("too_many_pixels", f"{w}x{h} = {w * h} pixels exceeds the {max_pixels} limit")
+    if draft is not None and im.format == "JPEG":
+        im.draft("RGB", draft)
+    return _finish(im, im.format, max_pixels)
+
+
+def _finish(im: Image.Image, fmt: str | None, max_pixels: int) -> DecodedImage:
+    original_size, original_mode = im.size, im.mode
+    if im.size[0] * im.size[1] > max_pixels:
+        raise DecodeError("too_many_pixels", f"{im.size[0]}x{im.size[1]} exceeds the {max_pixels} limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            im.load()
+            im = _exif_transpose(im)
+            rgb = to_rgb(im)
+    except DecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, ZeroDivisionError) as e:
+        raise DecodeError("corrupt", f"cannot decode image data: {e}") from None
+    except MemoryError:
+        raise DecodeError("too_many_pixels", "image too large to decode in memory") from None
+    return DecodedImage(rgb, fmt, original_size, original_mode)
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; a bogus or corrupt orientation tag is ignored, not fatal."""
+    try:
+        orientation = im.getexif().get(0x0112)
+    except Exception:  # corrupt EXIF: decode the pixels as stored
+        return im
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency is composited on white, 16-bit is rescaled."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        a8 = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a8, "L").convert("RGB")
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        a8 = np.clip(a * (255.0 if a.max(initial=0) <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a8, "L").convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def _array_size(a: np.ndarray) -> tuple[int, int]:
+    return (int(a.shape[1]), int(a.shape[0])) if a.ndim >= 2 else (0, 0)
+
+
+def _array_to_image(a: np.ndarray) -> Image.Image:
+    """HxW, HxWx1, HxWx3 or HxWx4 arrays (uint8, or float in [0, 1]) → RGB image."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
+        raise DecodeError("bad_array", f"expected HxW, HxWx3 or HxWx4 array, got shape {a.shape}")
+    if a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise DecodeError("too_many_pixels", f"array of {a.shape[1]}x{a.shape[0]} exceeds the limit")
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all():
+                raise DecodeError("bad_array", "array holds NaN or infinite values")
+            a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        else:
+            a = np.clip(a, 0, 255).astype(np.uint8)
+    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")
+    return to_rgb(Image.fromarray(np.ascontiguousarray(a), mode))
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return os.fsdecode(path).lower().endswith(IMAGE_EXTENSIONS)

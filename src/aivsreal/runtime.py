@@ -1,0 +1,319 @@
+"""``Detector``: load a model (ONNX, or a training checkpoint) and score images. No torch needed.
+
+One pipeline serves every door: sources are decoded in a thread pool (Pillow releases the GIL),
+preprocessed with the card's numbers, batched, and run through ONNX Runtime while the next batch
+decodes. A bad input becomes a ``Prediction`` with ``error`` set; the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .card import CardError, ModelCard, card_path_for
+from .imageio import DecodeError, ImageSource, describe_source
+from .metrics import sigmoid
+from .preprocess import apply_tier, load, to_input, tta_views
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models_dist"
+DEFAULT_MODEL_NAME = "default.onnx"
+MODEL_ENV = "AIVSREAL_MODEL"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable, or fails its card's checks."""
+
+
+@dataclass
+class Prediction:
+    """The result for one input: a score, or an error saying why there is none."""
+
+    source: str
+    score: float | None = None  # calibrated P(AI)
+    label: str | None = None  # "ai" | "real"
+    uncertain: bool | None = None
+    threshold: float | None = None
+    model_id: str | None = None
+    logit: float | None = None
+    error: dict[str, str] | None = None
+    provenance: list[dict[str, Any]] | None = None
+    verdict: str | None = None  # label after combining with provenance (see provenance.combine)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
+        """The documented JSON shape: {path, score, label, uncertain, ...} or {path, error}."""
+        if self.error is not None:
+            d: dict[str, Any] = {"path": self.source, "error": self.error}
+        else:
+            d = {
+                "path": self.source,
+                "score": round(float(self.score), 6),
+                "label": self.label,
+                "uncertain": bool(self.uncertain),
+                "threshold": self.threshold,
+                "model_id": self.model_id,
+            }
+            if full:
+                d["logit"] = self.logit
+        if self.provenance is not None:
+            d["provenance"] = self.provenance
+            d["verdict"] = self.verdict
+        return d
+
+
+# ---- backends --------------------------------------------------------------------------------------
+class OnnxBackend:
+    """ONNX Runtime session; threads default to the machine's cores."""
+
+    def __init__(self, path: Path, intra_threads: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_threads:
+            so.intra_op_num_threads = intra_threads
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"{path}: not a loadable ONNX model: {e}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.session_options = {
+            "intra_op_num_threads": so.intra_op_num_threads,
+            "graph_optimization_level": str(so.graph_optimization_level),
+            "providers": self.session.get_providers(),
+        }
+        self._lock = threading.Lock()
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+class TorchBackend:
+    """A training checkpoint (safetensors) run in torch eager mode; imports torch lazily."""
+
+    def __init__(self, weights: Path, card: ModelCard):
+        from .checkpoint import load_model
+
+        self.model = load_model(weights, card)
+        self.session_options = {"backend": "torch-eager"}
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).double().numpy()
+
+
+def read_onnx_card(path: Path) -> ModelCard:
+    """The card stored in an ONNX file's metadata (key ``aivsreal_card``), else its sidecar JSON."""
+    side = card_path_for(path)
+    try:
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        meta = {p.key: p.value for p in m.metadata_props}
+        if "aivsreal_card" in meta:
+            return ModelCard.from_json(meta["aivsreal_card"])
+    except ImportError:
+        pass
+    except CardError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"{path}: cannot read ONNX file: {e}") from None
+    if side.is_file():
+        return ModelCard.read(side)
+    import onnxruntime as ort
+
+    try:
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a loadable ONNX model: {e}") from None
+    if "aivsreal_card" in meta.custom_metadata_map:
+        return ModelCard.from_json(meta.custom_metadata_map["aivsreal_card"])
+    raise ModelLoadError(f"{path}: no aivsreal card in its metadata and no {side.name} beside it")
+
+
+def default_model_path() -> Path:
+    env = os.environ.get(MODEL_ENV)
+    return Path(env) if env else DEFAULT_MODEL_DIR / DEFAULT_MODEL_NAME
+
+
+# ---- the detector ----------------------------------------------------------------------------------
+class Detector:
+    """Score images as AI-generated or real. ``Detector.load(path).predict(x)``."""
+
+    def __init__(self, backend: Any, card: ModelCard, path: Path):
+        self.backend = backend
+        self.card = card
+        self.path = path
+        self.pp = card.preprocess
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike | None = None, *, threads: int | None = None, verify: bool = True
+    ) -> Detector:
+        """Load an ONNX file, a checkpoint (``.safetensors`` + card, needs torch) or a run dir.
+
+        With no path, the default model shipped in the package (or ``$AIVSREAL_MODEL``) is used.
+        The weights' sha256 must match the card; a mismatch is refused.
+        """
+        p = Path(path) if path is not None else default_model_path()
+        if p.is_dir():
+            cands = [p / "model.onnx", p / "model.safetensors"]
+            found = next((c for c in cands if c.is_file()), None)
+            if found is None:
+                raise ModelLoadError(f"{p}: no model.onnx or model.safetensors inside")
+            p = found
+        if not p.is_file():
+            hint = " (the default model is not installed; pass --model PATH)" if path is None else ""
+            raise ModelLoadError(f"model file {p} not found{hint}")
+        try:
+            if p.suffix == ".onnx":
+                card = read_onnx_card(p)
+                _verify_onnx(p, card, verify)
+                backend: Any = OnnxBackend(p, threads)
+            elif p.suffix == ".safetensors":
+                cp = card_path_for(p)
+                if not cp.is_file():
+                    raise ModelLoadError(f"{p}: no card {cp.name} beside the weights")
+                card = ModelCard.read(cp)
+                if verify:
+                    card.verify(p)
+                backend = TorchBackend(p, card)
+            else:
+                raise ModelLoadError(f"{p}: unknown model type (expected .onnx or .safetensors)")
+        except CardError as e:
+            raise ModelLoadError(str(e)) from None
+        return cls(backend, card, p)
+
+    @property
+    def model_id(self) -> str:
+        return self.card.model_id or self.path.stem
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def score_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated P(AI) from raw logits (temperature from the card)."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / float(self.card.temperature))
+
+    def make_prediction(self, source: str, logit: float) -> Prediction:
+        c = self.card
+        score = float(self.score_logits(np.array([logit]))[0])
+        return Prediction(
+            source=source,
+            score=score,
+            label=c.labels[1] if score >= c.threshold else c.labels[0],
+            uncertain=abs(score - c.threshold) < c.uncertain_band,
+            threshold=c.threshold,
+            model_id=self.model_id,
+            logit=float(logit),
+        )
+
+    def prepare(self, source: ImageSource, tier: str = "clean", tta: bool = False) -> list[np.ndarray]:
+        """Decode and preprocess one source into its model input view(s). Raises DecodeError."""
+        img = load(source, self.pp).image
+        if tier != "clean":
+            img = apply_tier(img, tier)
+        return tta_views(img, self.pp) if tta else [to_input(img, self.pp)]
+
+    def predict(
+        self,
+        x: ImageSource | Sequence[ImageSource],
+        *,
+        batch_size: int = 16,
+        tta: bool = False,
+        workers: int | None = None,
+    ) -> Prediction | list[Prediction]:
+        """Score one input (path, bytes, PIL image, HxWxC array) or a list of them."""
+        single = not isinstance(x, (list, tuple))
+        items = [x] if single else list(x)
+        preds = list(self.iter_predict(items, batch_size=batch_size, tta=tta, workers=workers))
+        return preds[0] if single else preds
+
+    def iter_predict(
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        batch_size: int = 16,
+        tta: bool = False,
+        workers: int | None = None,
+        tier: str = "clean",
+        names: Callable[[Any], str] = describe_source,
+    ) -> Iterator[Prediction]:
+        """Stream predictions in input order: parallel decode, bounded look-ahead, batched model."""
+        workers = workers or max(1, min(4, os.cpu_count() or 1))
+
+        def prep(src: Any) -> tuple[str, list[np.ndarray] | None, dict[str, str] | None]:
+            name = names(src)
+            try:
+                return name, self.prepare(src, tier=tier, tta=tta), None
+            except DecodeError as e:
+                return name, None, e.as_dict()
+            except Exception as e:  # an unexpected decoder failure is still one file's error
+                return name, None, {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}
+
+        with ThreadPoolExecutor(workers) as ex:
+            it = iter(sources)
+            pending: list[Any] = []
+            ahead = max(2 * batch_size, 2 * workers)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < ahead:
+                    try:
+                        pending.append(ex.submit(prep, next(it)))
+                    except StopIteration:
+                        exhausted = True
+                if not pending:
+                    break
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                yield from self._run_chunk([f.result() for f in chunk])
+
+    def _run_chunk(self, prepared: list[tuple[str, list[np.ndarray] | None, dict[str, str] | None]]):
+        views, owners = [], []
+        for i, (_, v, _) in enumerate(prepared):
+            if v is not None:
+                views.extend(v)
+                owners.extend([i] * len(v))
+        logits_per: dict[int, list[float]] = {}
+        if views:
+            out = self.backend.logits(np.stack(views))
+            for i, z in zip(owners, out):
+                logits_per.setdefault(i, []).append(float(z))
+        for i, (name, _, err) in enumerate(prepared):
+            if err is not None:
+                yield Prediction(source=name, error=err, model_id=self.model_id)
+            else:
+                yield self.make_prediction(name, float(np.mean(logits_per[i])))
+
+    def info(self) -> dict[str, Any]:
+        return {"path": str(self.path), "model_id": self.model_id, "card": self.card.to_dict()}
+
+
+def _verify_onnx(path: Path, card: ModelCard, verify: bool) -> None:
+    """ONNX files carry their card inside, so the sha256 check uses the sidecar's weights_sha256
+    when one exists next to the file (the card inside cannot hash the file that contains it)."""
+    if not verify:
+        return
+    side = card_path_for(path)
+    if side.is_file():
+        ModelCard.read(side).verify(path)
+
+
+def predictions_to_jsonl(preds: Iterable[Prediction]) -> Iterator[str]:
+    for p in preds:
+        yield json.dumps(p.to_dict(), ensure_ascii=False)
+
+
+__all__ = ["Detector", "Prediction", "ModelLoadError", "asdict"]

@@ -1,0 +1,438 @@
+"""Two-phase transfer learning (head only, then the last N blocks), checkpoints, resume, DDP.
+
+Phase 1 trains the head on a frozen backbone; phase 2 unfreezes the last ``unfreeze`` backbone
+units at a lower learning rate. Each epoch's state is saved atomically, so ``--resume RUN_DIR``
+continues after any interruption (kill -9 included) from the last completed epoch. Under
+``torchrun`` (WORLD_SIZE > 1) it runs DistributedDataParallel with sharded sampling; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from . import __version__
+from .augment import AugmentConfig, rng_for, train_view
+from .card import ModelCard, Preprocess, atomic_write_bytes, atomic_write_text
+from .checkpoint import save_checkpoint
+from .data import Sample, load_dataset, summarize
+from .imageio import DecodeError
+from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
+from .models import create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
+from .preprocess import load, to_input, normalize
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; also what ``--config file.yaml`` may set."""
+
+    data: str = ""
+    out: str = "runs/exp"
+    model: str = "tf_mobilenetv3_small_100"
+    pretrained: str | None = None  # PATH, "none", or None → $AIVSREAL_WEIGHTS_DIR
+    head: str = "linear"
+    policy: str = "native_crop"
+    size: int | None = None
+    epochs_head: int = 1  # phase 1: backbone frozen
+    epochs: int = 5  # phase 2: last `unfreeze` units trainable
+    unfreeze: int = -1  # -1 = whole backbone
+    lr_head: float = 1e-3
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    workers: int = 2
+    seed: int = 0
+    patience: int = 3
+    select_on: str = "roc_auc"  # or "loss"
+    bf16: bool = False
+    freeze_bn: str = "auto"  # auto | yes | no
+    augment: dict[str, Any] = field(default_factory=dict)
+    max_fpr: float | None = None  # choose the threshold for this FPR on validation reals
+    uncertain_band: float = 0.1
+    exclude_sources: list[str] = field(default_factory=list)  # leave-one-source-out
+    limit: int = 0  # use at most this many training images (smoke tests)
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ImageDataset(Dataset):
+    """Samples → (input, label, ok). Undecodable files yield ok=0 and are dropped by the collate."""
+
+    def __init__(self, samples: list[Sample], pp: Preprocess, train: bool, aug: AugmentConfig, seed: int):
+        self.samples, self.pp, self.train, self.aug, self.seed = samples, pp, train, aug, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        s = self.samples[i]
+        try:
+            img = load(s.path, self.pp).image
+            if self.train:
+                x = normalize(train_view(img, self.pp, self.aug, rng_for(self.seed, self.epoch, i)), self.pp)
+            else:
+                x = to_input(img, self.pp)
+            return torch.from_numpy(x), float(s.label), 1
+        except DecodeError:
+            return torch.zeros(3, self.pp.size, self.pp.size), float(s.label), 0
+
+
+def collate(batch):
+    xs, ys, ok = zip(*batch)
+    keep = [i for i, k in enumerate(ok) if k]
+    if not keep:
+        return None
+    return torch.stack([xs[i] for i in keep]), torch.tensor([ys[i] for i in keep], dtype=torch.float32)
+
+
+# ---- distributed helpers ---------------------------------------------------------------------------
+def _dist_init() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    return {
+        "aivsreal": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+def evaluate_logits(model: nn.Module, loader: DataLoader, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    ys, zs = [], []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for b in loader:
+            if b is None:
+                continue
+            x, y = b
+            zs.append(model(x).float().numpy())
+            ys.append(y.numpy())
+    if not zs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(ys), np.concatenate(zs).astype(np.float64)
+
+
+def _state_save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Atomically save what resume needs: weights, optimizer tensors, and the JSON state (last)."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().cpu().reshape(v.shape)
+    atomic_write_bytes(run / "last.safetensors", save(tensors))
+    state = dict(state, opt_param_groups=[{k: v for k, v in g.items() if k != "params"} for g in osd["param_groups"]])
+    atomic_write_text(run / "state.json", json.dumps(state, indent=2))
+
+
+def _state_load(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    t = load_file(str(run / "last.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    if state.get("phase") != _phase_of(state["epoch"] - 1, state["epochs_head"]):
+        return  # last completed epoch was in the other phase: fresh optimizer for this one
+    osd = opt.state_dict()
+    new_state: dict[int, dict[str, Any]] = {}
+    for k, v in t.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            new_state.setdefault(int(pid), {})[name] = v
+    osd["state"] = new_state
+    for g, saved in zip(osd["param_groups"], state.get("opt_param_groups", [])):
+        g.update({k: v for k, v in saved.items() if k in g})
+    opt.load_state_dict(osd)
+
+
+def _phase_of(epoch: int, epochs_head: int) -> int:
+    return 1 if epoch < epochs_head else 2
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, phase: int) -> torch.optim.Optimizer:
+    set_trainable(model, 0 if phase == 1 else cfg.unfreeze)
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = cfg.lr_head if phase == 1 else cfg.lr
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) a training run; returns the path of the best checkpoint."""
+    rank, world = _dist_init()
+    run = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    total_epochs = cfg.epochs_head + cfg.epochs
+    state: dict[str, Any] = {"epoch": 0, "epochs_head": cfg.epochs_head, "best": None, "bad_epochs": 0}
+    if resume and (run / "state.json").is_file():
+        state = json.loads((run / "state.json").read_text())
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        _check_writable(run)
+
+    ds = load_dataset(cfg.data, seed=cfg.seed, val_frac=cfg.val_frac, test_frac=cfg.test_frac)
+    if cfg.exclude_sources:
+        ex = set(cfg.exclude_sources)
+        ds.samples = [s for s in ds.samples if not (s.source in ex and s.split in ("train", "val"))]
+    train_s, val_s = ds.split("train"), ds.split("val")
+    if cfg.limit:
+        rng = np.random.default_rng(cfg.seed)
+        train_s = [train_s[i] for i in sorted(rng.permutation(len(train_s))[: cfg.limit])]
+        val_s = [val_s[i] for i in sorted(rng.permutation(len(val_s))[: max(cfg.limit // 4, 8)])]
+    if not train_s or not val_s:
+        raise ValueError(f"{cfg.data}: need training and validation images (got {len(train_s)}, {len(val_s)})")
+
+    pp = default_preprocess(cfg.model, policy=cfg.policy, size=cfg.size)
+    model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head)
+    freeze_bn = cfg.freeze_bn == "yes" or (cfg.freeze_bn == "auto" and has_folded_batchnorm(model.backbone))
+    if rank == 0 and not resume:
+        atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        atomic_write_text(run / "versions.json", json.dumps(_versions(), indent=2))
+        atomic_write_text(run / "data_summary.json", summarize(ds).to_json())
+
+    aug = AugmentConfig(**cfg.augment)
+    train_set = ImageDataset(train_s, pp, True, aug, cfg.seed)
+    val_set = ImageDataset(val_s, pp, False, aug, cfg.seed)
+    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    loader_kw: dict[str, Any] = dict(batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
+    if cfg.workers > 0:
+        loader_kw["persistent_workers"] = False
+    val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+
+    start = int(state["epoch"])
+    phase = _phase_of(start, cfg.epochs_head)
+    opt = _make_optimizer(model, cfg, phase)
+    if start > 0:
+        _state_load(run, model, opt, state)
+    history = _read_history(run) if resume else []
+    history = history[:start]
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    for epoch in range(start, total_epochs):
+        if state.get("stopped"):
+            break
+        if _phase_of(epoch, cfg.epochs_head) != phase:
+            phase = 2
+            opt = _make_optimizer(model, cfg, phase)
+        train_set.epoch = epoch
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader = DataLoader(
+            train_set,
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+            **loader_kw,
+        )
+        ddp_model.train()
+        if freeze_bn or phase == 1:
+            set_batchnorm_eval(model.backbone)
+        t0 = time.time()
+        losses, ys, zs = [], [], []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs} (phase {phase})", disable=not progress or rank)
+        for b in bar:
+            if b is None:
+                continue
+            x, y = b
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                z = ddp_model(x)
+            loss = loss_fn(z.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            ys.append(y.numpy())
+            zs.append(z.detach().float().numpy())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        epoch_time = time.time() - t0
+        ytr, ztr = np.concatenate(ys), np.concatenate(zs)
+        yv, zv = evaluate_logits(model, val_loader, cfg.bf16)
+        mt, mv = binary_metrics(ytr, sigmoid(ztr)), binary_metrics(yv, sigmoid(zv))
+        val_loss = float(np.mean(np.logaddexp(0, zv) - yv * zv)) if len(zv) else float("nan")
+        row = {
+            "epoch": epoch + 1,
+            "phase": phase,
+            "train_loss": float(np.mean(losses)),
+            "train_accuracy": mt["accuracy"],
+            "train_roc_auc": mt["roc_auc"],
+            "val_loss": val_loss,
+            "val_accuracy": mv["accuracy"],
+            "val_roc_auc": mv["roc_auc"],
+            "val_balanced_accuracy": mv["balanced_accuracy"],
+            "seconds": round(epoch_time, 2),
+        }
+        history.append(row)
+        if rank == 0:
+            key = -val_loss if cfg.select_on == "loss" else mv["roc_auc"]
+            key = -math.inf if key is None or (isinstance(key, float) and math.isnan(key)) else key
+            improved = state["best"] is None or key > state["best"]
+            if improved:
+                state["best"], state["bad_epochs"] = key, 0
+                card = _make_card(cfg, pp, yv, zv, row)
+                save_checkpoint(model, card, run / "model.safetensors")
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            state["phase"] = phase
+            if phase == 2 and state["bad_epochs"] >= cfg.patience:
+                state["stopped"] = f"early stop after epoch {epoch + 1}"
+            _write_history(run, history)
+            _state_save(run, model, opt, state)
+            if progress:
+                tqdm.write(
+                    f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} · val loss {val_loss:.4f} · "
+                    f"val AUC {mv['roc_auc']:.4f} · val bal.acc {mv['balanced_accuracy']:.4f} · {epoch_time:.1f}s"
+                )
+        if world > 1:
+            obj = [state]
+            torch.distributed.broadcast_object_list(obj, src=0)
+            state = obj[0]
+    if world > 1:
+        torch.distributed.barrier()
+    return run / "model.safetensors"
+
+
+def _make_card(cfg: TrainConfig, pp: Preprocess, yv: np.ndarray, zv: np.ndarray, row: dict) -> ModelCard:
+    """Card for the current best weights: temperature and threshold fitted on validation."""
+    t = fit_temperature(yv, zv)
+    p = sigmoid(zv / t)
+    thr = threshold_for_fpr(yv, p, cfg.max_fpr) if cfg.max_fpr is not None else 0.5
+    thr = float(min(max(thr, 0.01), 0.99))
+    return ModelCard(
+        backbone=cfg.model,
+        preprocess=pp,
+        head=cfg.head,
+        threshold=thr,
+        uncertain_band=cfg.uncertain_band,
+        temperature=t,
+        model_id=f"aivsreal-{cfg.model}-{Path(cfg.out).name}",
+        training={
+            "data": str(cfg.data),
+            "config": cfg.to_dict(),
+            "epoch": row["epoch"],
+            "pretrained": str(cfg.pretrained or f"${os.environ.get('AIVSREAL_WEIGHTS_DIR', '')}"),
+        },
+        metrics={"val": binary_metrics(yv, p, thr), "val_uncalibrated_ece": binary_metrics(yv, sigmoid(zv))["ece"]},
+    )
+
+
+HISTORY_FIELDS = [
+    "epoch",
+    "phase",
+    "train_loss",
+    "train_accuracy",
+    "train_roc_auc",
+    "val_loss",
+    "val_accuracy",
+    "val_roc_auc",
+    "val_balanced_accuracy",
+    "seconds",
+]
+
+
+def _write_history(run: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run / "history.csv", buf.getvalue())
+    _plot_history(run, history)
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional: only when tensorboard is installed
+    except Exception:
+        return
+    with SummaryWriter(str(run / "tb")) as tb:
+        r = history[-1]
+        for k, v in r.items():
+            if k not in ("epoch", "phase"):
+                tb.add_scalar(k, v, r["epoch"])
+
+
+def _read_history(run: Path) -> list[dict[str, Any]]:
+    p = run / "history.csv"
+    if not p.is_file():
+        return []
+    with open(p, newline="") as f:
+        return [{k: (float(v) if k not in ("epoch", "phase") else int(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _plot_history(run: Path, history: list[dict[str, Any]]) -> None:
+    """training_history.png: loss, accuracy and ROC-AUC for train and validation, as the notebook did."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in zip(axes, ("loss", "accuracy", "roc_auc"), ("loss", "accuracy", "ROC-AUC")):
+        ax.plot(ep, [r[f"train_{key}"] for r in history], "o-", label="train")
+        ax.plot(ep, [r[f"val_{key}"] for r in history], "o-", label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(run / "training_history.png", buf.getvalue())
+
+
+def _check_writable(run: Path) -> None:
+    """Fail early with a clear message when the run dir cannot be written (permissions, disk full)."""
+    probe = run / ".write-test"
+    try:
+        atomic_write_bytes(probe, b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write to run directory {run}: {e.strerror or e}") from None
