@@ -1,0 +1,573 @@
+"""``aivsreal bench``: latency, throughput and GFLOP/s of ONNX Runtime fp32/int8 and torch eager.
+
+Everything is measured in one run on this machine so the ratios compare like with like: a fp32 GEMM peak
+(numpy and ONNX Runtime), model-only batch-1 latency and batch-32 throughput per engine, and end-to-end
+``Detector.iter_predict`` over a folder of generated 1024-px JPEGs against the bound that decode and model
+cost put on it when they share the cores. Models named by timm are built with random weights (timing does
+not depend on weight values) and exported with :mod:`aivsreal.export` into a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .card import CardError, ModelCard
+from .runtime import Detector, ModelLoadError, OnnxBackend, read_onnx_card
+
+DEFAULT_MODELS = ("tf_mobilenetv3_small_100", "tf_mobilenetv3_large_minimal_100", "tf_mobilenetv3_large_100")
+IMAGE_SIZE = (1024, 768)  # a typical web photo: longest side 1024 px
+JPEG_QUALITY = 90
+MODEL_BATCH = 32
+E2E_BATCH = 16  # `aivsreal predict`'s default --batch-size
+WEIGHTS_NOTE = (
+    "timm models are benchmarked with random-init weights (pretrained='none'): timing does not depend on "
+    "weight values; ONNX files given by path are timed as they are"
+)
+TARGETS = {
+    "ort_fp32_batch32_peak_fraction": (">=", 0.60),
+    "ort_fp32_vs_torch_batch1_latency": ("<=", 1 / 3),
+    "e2e_vs_bound": (">=", 0.85),
+    "int8_file_ratio": ("<=", 0.30),
+}
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run as asked (a model that cannot be built or loaded, a missing extra)."""
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine from /proc/stat, or None off Linux."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f[:8]) - idle, sum(f[:8])
+
+
+def _times(fn: Callable[[], Any], n: int, warmup: int = 2) -> np.ndarray:
+    """Wall seconds of ``n`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def _latency(ts: np.ndarray) -> dict[str, float]:
+    ms = ts * 1e3
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "min_ms": float(ms.min()),
+        "n": int(len(ms)),
+    }
+
+
+def make_jpegs(folder: Path, n: int, size: tuple[int, int] = IMAGE_SIZE, seed: int = 0) -> list[Path]:
+    """``n`` photo-like JPEGs (smooth colour fields plus sensor-like grain) of ``size`` at quality 90."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    paths = []
+    for i in range(n):
+        low = rng.uniform(0, 255, size=(h // 32 + 1, w // 32 + 1, 3)).astype(np.uint8)
+        base = np.asarray(Image.fromarray(low, "RGB").resize((w, h), Image.Resampling.BICUBIC), np.float32)
+        base += rng.normal(0, 6, size=base.shape).astype(np.float32)
+        p = folder / f"bench_{i:04d}.jpg"
+        Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB").save(p, quality=JPEG_QUALITY)
+        paths.append(p)
+    return paths
+
+
+# ---- peak ------------------------------------------------------------------------------------------
+def measure_peak(n: int = 1024, repeats: int = 8) -> dict[str, Any]:
+    """Best fp32 GEMM rate (n×n×n) of numpy's BLAS and of ONNX Runtime's MatMul (MLAS), in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flop = 2.0 * n**3
+    res: dict[str, Any] = {"n": n, "dtype": "float32"}
+    res["numpy_gflops"] = flop / _times(lambda: a @ b, repeats).min() / 1e9
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+
+        g = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])],
+            "gemm",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+            [numpy_helper.from_array(b, "b")],
+        )
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        del onnx
+        res["onnxruntime_gflops"] = flop / _times(lambda: sess.run(None, {"a": a}), repeats).min() / 1e9
+    except ImportError:
+        res["onnxruntime_gflops"] = None
+    res["gflops"] = max(v for k, v in res.items() if k.endswith("_gflops") and v)
+    return res
+
+
+# ---- models ----------------------------------------------------------------------------------------
+def _torch():
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        return None
+
+
+def build_random_model(name: str, out: Path, calib: np.ndarray | None = None) -> tuple[Any, ModelCard, Path]:
+    """A freshly created (random-init) timm detector, exported to ``out/model.onnx`` and int8 beside it.
+
+    Uses :mod:`aivsreal.export`'s own writer and quantizer, so the files are what ``aivsreal export``
+    makes. Returns (torch model, card, fp32 path).
+    """
+    if _torch() is None:
+        raise BenchError(
+            f"building {name} needs torch and timm: pip install 'aivsreal[train]' (or pass an .onnx)"
+        )
+    from .export import _finish, _write_onnx, quantize_int8
+    from .models import create, default_preprocess
+
+    try:
+        net = create(name, pretrained="none").eval()
+        pp = default_preprocess(name)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    card = ModelCard(
+        backbone=name, preprocess=pp, model_id=f"{name}-random-init", extra={"bench": WEIGHTS_NOTE}
+    )
+    path = out / "model.onnx"
+    _write_onnx(net, card, path)
+    _finish(card, path)
+    if calib is None:
+        calib = np.random.default_rng(0).uniform(-1, 1, (8, 3, pp.size, pp.size)).astype(np.float32)
+    qpath = out / "model.int8.onnx"
+    quantize_int8(path, qpath, calib)
+    _finish(card, qpath)
+    return net, card, path
+
+
+def count_flops(net: Any, size: int) -> float:
+    """Forward FLOPs of one image (2 per multiply-add; convolutions and matmuls) by torch's counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        net(torch.zeros(1, 3, size, size))
+    return float(fc.get_total_flops())
+
+
+def _engine(
+    logits: Callable[[np.ndarray], Any],
+    x1: np.ndarray,
+    xb: np.ndarray,
+    repeats: int,
+    runs: int,
+    flops: float | None,
+    peak: float,
+) -> dict[str, Any]:
+    """Batch-1 latency and batch-N throughput of one engine."""
+    r: dict[str, Any] = {"batch1": _latency(_times(lambda: logits(x1), repeats, warmup=3))}
+    tb = _times(lambda: logits(xb), runs, warmup=1)
+    n = len(xb)
+    r[f"batch{n}"] = {
+        "p50_ms": float(np.median(tb) * 1e3),
+        "min_ms": float(tb.min() * 1e3),
+        "images_per_s": float(n / tb.min()),
+        "gflops": float(flops * n / tb.min() / 1e9) if flops else None,
+    }
+    r[f"batch{n}"]["peak_fraction"] = r[f"batch{n}"]["gflops"] / peak if flops else None
+    return r
+
+
+def _torch_engine(
+    net: Any,
+    x1: np.ndarray,
+    xb: np.ndarray,
+    repeats: int,
+    runs: int,
+    flops: float | None,
+    peak: float,
+    cores: int,
+) -> dict[str, Any]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        t1, tb = torch.from_numpy(x1), torch.from_numpy(xb)
+        with torch.inference_mode():
+            r = _engine(lambda x: net(t1 if x is x1 else tb), x1, xb, repeats, runs, flops, peak)
+    finally:
+        torch.set_num_threads(before)
+    r["session_options"] = {
+        "backend": "torch-eager",
+        "torch": torch.__version__,
+        "num_threads": cores,
+        "mode": "inference_mode, fp32, NCHW",
+    }
+    return r
+
+
+def _single_thread_costs(
+    det: Detector, path: Path, files: list[Path], batch: int, runs: int
+) -> dict[str, float]:
+    """Core-seconds per image of decode+preprocess and of the model, each measured on one thread.
+
+    CPU time (``time.thread_time``) is used, so other processes on a shared machine do not inflate it;
+    single-thread wall time is reported beside it.
+    """
+    c0, w0 = time.thread_time(), time.perf_counter()
+    views = [det.prepare(str(f))[0] for f in files]
+    dec_cpu = (time.thread_time() - c0) / len(files)
+    dec_wall = (time.perf_counter() - w0) / len(files)
+    one = OnnxBackend(path, intra_threads=1)
+    xb = np.stack([views[i % len(views)] for i in range(batch)])
+    one.logits(xb)
+    c0, w0 = time.thread_time(), time.perf_counter()
+    for _ in range(runs):
+        one.logits(xb)
+    mod_cpu = (time.thread_time() - c0) / (runs * batch)
+    mod_wall = (time.perf_counter() - w0) / (runs * batch)
+    return {
+        "decode_core_ms": dec_cpu * 1e3,
+        "model_core_ms": mod_cpu * 1e3,
+        "decode_wall_ms_1thread": dec_wall * 1e3,
+        "model_wall_ms_1thread": mod_wall * 1e3,
+    }
+
+
+def _end_to_end(path: Path, files: list[Path], cores: int, passes: int, model_runs: int) -> dict[str, Any]:
+    """``Detector.iter_predict`` over the folder (as ``aivsreal predict`` runs it) vs the bound of
+    decode and model sharing the cores."""
+    det = Detector.load(path)
+    costs = _single_thread_costs(det, path, files, E2E_BATCH, model_runs)
+    names = [str(f) for f in files]
+    list(det.iter_predict(names[: 2 * E2E_BATCH], batch_size=E2E_BATCH))  # warm up session and threads
+    best, cpu_used, others = float("inf"), 0.0, None
+    for _ in range(passes):
+        j0, c0, w0 = _cpu_jiffies(), time.process_time(), time.perf_counter()
+        preds = list(det.iter_predict(names, batch_size=E2E_BATCH))
+        wall, cpu, j1 = time.perf_counter() - w0, time.process_time() - c0, _cpu_jiffies()
+        if wall < best:
+            best, cpu_used = wall, cpu
+            if j0 and j1 and j1[1] > j0[1]:  # machine-wide busy share minus ours = what others took
+                others = max(0.0, (j1[0] - j0[0]) / (j1[1] - j0[1]) - cpu / (wall * (os.cpu_count() or 1)))
+        bad = [p.source for p in preds if not p.ok]
+        if bad:
+            raise BenchError(f"end-to-end run failed on {bad[0]}")
+    per_image_core_s = (costs["decode_core_ms"] + costs["model_core_ms"]) / 1e3
+    bound = cores / per_image_core_s
+    ips = len(files) / best
+    return {
+        "images": len(files),
+        "image_size": list(IMAGE_SIZE),
+        "batch_size": E2E_BATCH,
+        "workers": max(1, min(4, os.cpu_count() or 1)),
+        "cores": cores,
+        **costs,
+        "bound_images_per_s": bound,
+        "images_per_s": ips,
+        "ratio_to_bound": ips / bound,
+        "process_cpu_share": cpu_used / (best * cores),
+        "others_cpu_share": others,
+        "cpu_ms_per_image": cpu_used / len(files) * 1e3,
+        "cpu_efficiency": per_image_core_s * len(files) / cpu_used,
+        "session_options": det.backend.session_options,
+    }
+
+
+def _check_spec(spec: str, have_torch: bool) -> None:
+    """Fail fast, before any timing, on a model that cannot be found or built."""
+    p = Path(spec)
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise BenchError(f"model file {p} not found")
+        return
+    if not have_torch:
+        raise BenchError(
+            f"{spec}: not an .onnx file, and building a timm model needs torch and timm "
+            "(pip install 'aivsreal[train]')"
+        )
+    import timm
+
+    if not timm.is_model(spec):
+        raise BenchError(f"unknown timm model {spec!r} (and not an .onnx file)")
+
+
+def _bench_model(
+    spec: str,
+    work: Path,
+    files: list[Path],
+    peak: float,
+    cores: int,
+    cfg: dict[str, int],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    torch = _torch()
+    p = Path(spec)
+    calib_files = files[: cfg["calib"]]
+    if p.suffix == ".onnx":  # an exported model, timed as it is
+        try:
+            card = read_onnx_card(p)
+        except (ModelLoadError, CardError) as e:
+            raise BenchError(str(e)) from None
+        path, net = p, None
+        qpath = p.with_name(p.stem + ".int8.onnx")
+        if torch is not None:
+            from .models import create
+
+            try:  # torch eager and FLOPs need the same architecture; skipped if timm does not know it
+                net = create(card.backbone, pretrained="none", head=card.head).eval()
+            except (ValueError, RuntimeError) as e:
+                log(f"{p}: no torch model for backbone {card.backbone!r} ({e}); timing ONNX only")
+        weights = "as exported"
+    else:
+        from .models import default_preprocess
+        from .preprocess import load, to_input
+
+        try:
+            pp = default_preprocess(spec)
+        except RuntimeError as e:
+            raise BenchError(f"unknown timm model {spec!r}: {e}") from None
+        out = work / spec.replace("/", "_")
+        out.mkdir(parents=True)
+        calib = np.stack([to_input(load(str(f), pp).image, pp) for f in calib_files])
+        log(f"exporting {spec} (random init) ...")
+        net, card, path = build_random_model(spec, out, calib)
+        qpath = out / "model.int8.onnx"
+        weights = "random init"
+    s = card.preprocess.size
+    flops = count_flops(net, s) if net is not None else None
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(-1, 1, (1, 3, s, s)).astype(np.float32)
+    xb = rng.uniform(-1, 1, (MODEL_BATCH, 3, s, s)).astype(np.float32)
+    res: dict[str, Any] = {
+        "name": card.backbone if p.suffix == ".onnx" else spec,
+        "onnx": str(path) if p.suffix == ".onnx" else None,
+        "weights": weights,
+        "input_size": s,
+        "params": int(sum(t.numel() for t in net.parameters())) if net is not None else None,
+        "gflop_per_image": flops / 1e9 if flops else None,
+        "files": {"fp32_bytes": path.stat().st_size},
+        "engines": {},
+    }
+    if qpath.is_file():
+        res["files"]["int8_bytes"] = qpath.stat().st_size
+        res["files"]["int8_size_ratio"] = qpath.stat().st_size / path.stat().st_size
+    for key, fpath in (("ort_fp32", path), ("ort_int8", qpath)):
+        if not fpath.is_file():
+            res["engines"][key] = {"skipped": f"{fpath.name} not found"}
+            continue
+        log(f"{res['name']}: {key} model-only ...")
+        be = OnnxBackend(fpath)
+        e = _engine(be.logits, x1, xb, cfg["repeats"], cfg["runs"], flops, peak)
+        e["session_options"] = be.session_options
+        res["engines"][key] = e
+        del be
+    if net is not None:
+        log(f"{res['name']}: torch eager model-only ...")
+        res["engines"]["torch_eager"] = _torch_engine(
+            net, x1, xb, cfg["repeats"], cfg["runs"], flops, peak, cores
+        )
+    else:
+        res["engines"]["torch_eager"] = {"skipped": "torch is not installed"}
+    res["end_to_end"] = {}
+    for key, fpath in (("ort_fp32", path), ("ort_int8", qpath)):
+        if fpath.is_file():
+            log(f"{res['name']}: end to end ({key}, {len(files)} JPEGs) ...")
+            res["end_to_end"][key] = _end_to_end(fpath, files, cores, cfg["passes"], cfg["model_runs"])
+    res["ratios"] = _ratios(res)
+    return res
+
+
+def _ratios(m: dict[str, Any]) -> dict[str, float | None]:
+    """The headline ratios, computed from the parts reported beside them."""
+    eng = m["engines"]
+    fp32, tor = eng.get("ort_fp32", {}), eng.get("torch_eager", {})
+    bkey = f"batch{MODEL_BATCH}"
+    r: dict[str, float | None] = {
+        "ort_fp32_vs_torch_batch1_latency": (
+            fp32["batch1"]["p50_ms"] / tor["batch1"]["p50_ms"]
+            if "batch1" in tor and "batch1" in fp32
+            else None
+        ),
+        "ort_fp32_batch32_peak_fraction": fp32.get(bkey, {}).get("peak_fraction"),
+        "e2e_vs_bound": m["end_to_end"].get("ort_fp32", {}).get("ratio_to_bound"),
+        "int8_file_ratio": m["files"].get("int8_size_ratio"),
+    }
+    return r
+
+
+# ---- entry points ----------------------------------------------------------------------------------
+def run_bench(
+    models: list[str] | None = None,
+    n_images: int = 48,
+    repeats: int = 30,
+    quick: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Benchmark timm names (random init, exported here) or .onnx paths; one dict with every number."""
+    import onnxruntime as ort
+
+    log = log or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    cores = _cores()
+    specs = list(models or DEFAULT_MODELS)
+    cfg = {
+        "repeats": max(3, min(repeats, 5)) if quick else max(3, repeats),
+        "runs": 2 if quick else 6,
+        "passes": 1 if quick else 2,
+        "model_runs": 1 if quick else 3,
+        "calib": 4 if quick else 16,
+    }
+    n_images = max(2, min(n_images, 8) if quick else n_images)
+    torch = _torch()
+    for spec in specs:
+        _check_spec(spec, torch is not None)
+    started = time.time()
+    res: dict[str, Any] = {
+        "machine": {
+            "cores": cores,
+            "cpu": _cpu_model(),
+            "loadavg_start": _loadavg(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "onnxruntime": ort.__version__,
+            "torch": torch.__version__ if torch is not None else None,
+        },
+        "settings": {
+            "quick": quick,
+            "n_images": n_images,
+            "image_size": list(IMAGE_SIZE),
+            "jpeg_quality": JPEG_QUALITY,
+            "model_batch": MODEL_BATCH,
+            "e2e_batch": E2E_BATCH,
+            **cfg,
+        },
+        "weights_note": WEIGHTS_NOTE,
+        "targets": {k: {"op": op, "value": v} for k, (op, v) in TARGETS.items()},
+    }
+    log("measuring fp32 GEMM peak ...")
+    res["peak"] = measure_peak(512 if quick else 1024, 3 if quick else 8)
+    with tempfile.TemporaryDirectory(prefix="aivsreal-bench-") as td:
+        work = Path(td)
+        log(f"writing {n_images} JPEGs of {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} ...")
+        files = make_jpegs(work / "images", n_images)
+        res["models"] = [_bench_model(s, work, files, res["peak"]["gflops"], cores, cfg, log) for s in specs]
+    res["machine"]["loadavg_end"] = _loadavg()
+    res["seconds"] = time.time() - started
+    return res
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_bench(res: dict[str, Any]) -> str:
+    """A readable report of :func:`run_bench`'s result: machine, peak, per-model table, ratios vs targets."""
+    m, pk = res["machine"], res["peak"]
+    lines = [
+        f"machine: {m['cores']} cores, {m['cpu']}; load average {m['loadavg_start']} → {m['loadavg_end']}",
+        f"versions: python {m['python']}, numpy {m['numpy']}, onnxruntime {m['onnxruntime']}, "
+        f"torch {m['torch']}",
+        f"fp32 GEMM peak ({pk['n']}³): numpy {_fmt(pk['numpy_gflops'], '.1f')} GFLOP/s, "
+        f"onnxruntime {_fmt(pk['onnxruntime_gflops'], '.1f')} GFLOP/s → peak {pk['gflops']:.1f}",
+        f"note: {res['weights_note']}",
+    ]
+    bkey = f"batch{MODEL_BATCH}"
+    for mod in res["models"]:
+        lines += [
+            "",
+            f"== {mod['name']} ({mod['weights']}, {mod['input_size']} px, "
+            f"{_fmt(mod['gflop_per_image'], '.3f')} GFLOP/img, {_fmt(mod['params'], ',')} params)",
+        ]
+        fl = mod["files"]
+        lines.append(
+            f"   files: fp32 {fl['fp32_bytes'] / 1e6:.2f} MB, int8 "
+            f"{_fmt(fl.get('int8_bytes', 0) / 1e6)} MB (ratio {_fmt(fl.get('int8_size_ratio'), '.3f')})"
+        )
+        lines.append(
+            f"   {'engine':<12} {'b1 p50 ms':>9} {'b1 p95 ms':>9} {'b32 ms':>8} {'img/s':>8} "
+            f"{'GFLOP/s':>8} {'of peak':>7}"
+        )
+        for key, e in mod["engines"].items():
+            if "skipped" in e:
+                lines.append(f"   {key:<12} skipped: {e['skipped']}")
+                continue
+            b1, bb = e["batch1"], e[bkey]
+            lines.append(
+                f"   {key:<12} {b1['p50_ms']:9.2f} {b1['p95_ms']:9.2f} {bb['min_ms']:8.1f} "
+                f"{bb['images_per_s']:8.1f} {_fmt(bb['gflops'], '8.1f')} "
+                f"{_fmt(bb['peak_fraction'] and 100 * bb['peak_fraction'], '6.1f')}%"
+            )
+        for key, e in mod["engines"].items():
+            if "session_options" in e:
+                lines.append(f"   {key} options: {e['session_options']}")
+        for key, e in mod["end_to_end"].items():
+            oth = e.get("others_cpu_share")
+            lines += [
+                f"   end to end {key}: {e['images_per_s']:.1f} img/s on {e['cores']} cores, bound "
+                f"{e['bound_images_per_s']:.1f} = cores / (decode {e['decode_core_ms']:.2f} + model "
+                f"{e['model_core_ms']:.2f} core-ms/img) → {100 * e['ratio_to_bound']:.0f}% of bound",
+                f"      this process got {100 * e['process_cpu_share']:.0f}% of the cores (other processes "
+                f"{_fmt(oth and 100 * oth, '.0f')}%); {e['cpu_ms_per_image']:.2f} cpu-ms/img, CPU efficiency "
+                f"{100 * e['cpu_efficiency']:.0f}% (= % of bound if it had had the cores to itself)",
+            ]
+        lines.append("   ratios vs targets:")
+        for k, v in mod["ratios"].items():
+            op, tgt = TARGETS[k]
+            ok = None if v is None else (v >= tgt if op == ">=" else v <= tgt)
+            verdict = "n/a" if ok is None else ("meets" if ok else "misses")
+            lines.append(f"     {k:<34} {_fmt(v, '.3f'):>7}  target {op} {tgt:.2f}  {verdict}")
+    lines.append("")
+    lines.append(
+        f"took {res['seconds']:.0f} s. Timings on a shared machine vary with other load "
+        f"(see load average above)."
+    )
+    return "\n".join(lines)
