@@ -1,0 +1,473 @@
+"""HTTP API and web page: ``POST /v1/predict``, ``GET /v1/model``, ``/v1/model.onnx``, ``/healthz``, ``/``.
+
+Uploads are parsed as they stream in (python-multipart's push parser) into memory only, so the size
+limit is enforced before the whole body is read and nothing a user sends touches the disk. Decoding
+and inference run in a bounded thread pool, off the event loop; every error is JSON
+``{"error": {"kind", "message"}}`` with a fitting status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import mimetypes
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from . import __version__
+from .card import sha256_file
+from .imageio import MAX_PIXELS, DecodeError, decode
+from .preprocess import draft_size, to_input
+from .runtime import Detector, Prediction
+
+WEB_STATIC = Path(__file__).parent / "web_static"
+TYPE_ERROR_KINDS = frozenset({"not_an_image", "unsupported_format"})
+MAX_NAME_CHARS = 255
+# The page loads its script, styles and the ONNX Runtime wasm from this origin only.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+    "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+mimetypes.add_type("application/wasm", ".wasm")  # WebAssembly.instantiateStreaming needs this type
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/javascript", ".mjs")
+
+
+class ApiError(Exception):
+    """A request-level failure, turned into ``{"error": {...}}`` with ``status``."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+
+
+def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"kind": kind, "message": message}, **extra}
+
+
+# ---- multipart, streamed into memory -----------------------------------------------------------------
+class _Part:
+    __slots__ = ("headers", "name", "filename", "data", "_field", "_value")
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.name: str | None = None
+        self.filename: str | None = None
+        self.data: bytearray | None = None  # None: a part we ignore (not 'files')
+        self._field = bytearray()
+        self._value = bytearray()
+
+
+async def read_files(
+    request: Request, *, limit: int, max_files: int, timeout: float, field: str = "files"
+) -> list[tuple[str, bytes]]:
+    """The ``(filename, bytes)`` of each ``field`` part of a multipart body, refusing bodies over ``limit``
+    bytes as soon as they pass it (Content-Length first, then the bytes actually received)."""
+    mime, params = parse_options_header(request.headers.get("content-type"))
+    if mime != b"multipart/form-data":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send multipart/form-data with one or more images in the field 'files'",
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "bad_request", "multipart body without a boundary")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413, "too_large", f"request body of {int(declared)} bytes exceeds the {limit} byte limit"
+        )
+
+    parts: list[_Part] = []
+    cur: list[_Part] = []
+    n_files = 0
+
+    def on_part_begin() -> None:
+        cur[:] = [_Part()]
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        cur[0]._field += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        cur[0]._value += data[start:end]
+
+    def on_header_end() -> None:
+        p = cur[0]
+        p.headers[p._field.decode("latin-1").strip().lower()] = p._value.decode("latin-1").strip()
+        p._field, p._value = bytearray(), bytearray()
+
+    def on_headers_finished() -> None:
+        nonlocal n_files
+        p = cur[0]
+        _, disp = parse_options_header(p.headers.get("content-disposition", ""))
+        p.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in disp:
+            p.filename = disp[b"filename"].decode("utf-8", "replace")
+        if p.name == field:
+            n_files += 1
+            if n_files > max_files:
+                raise ApiError(413, "too_many_files", f"more than {max_files} files in one request")
+            p.data = bytearray()
+            parts.append(p)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if cur and cur[0].data is not None:
+            cur[0].data += data[start:end]
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+        },
+    )
+    received = 0
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+            except StopAsyncIteration:
+                break
+            received += len(chunk)
+            if received > limit:
+                raise ApiError(413, "too_large", f"request body exceeds the {limit} byte limit")
+            if chunk:
+                parser.write(chunk)
+        parser.finalize()
+    except asyncio.TimeoutError:
+        raise ApiError(408, "timeout", f"no request data for {timeout:g} s") from None
+    except FormParserError as e:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {e}") from None
+    if not parts:
+        raise ApiError(400, "no_files", f"no file in the form field '{field}'")
+    out = []
+    for i, p in enumerate(parts):
+        name = (p.filename or f"file{i}")[:MAX_NAME_CHARS]
+        out.append((name, bytes(p.data or b"")))
+    return out
+
+
+# ---- the service -------------------------------------------------------------------------------------
+class Service:
+    """The detector, its thread pool and the limits; shared by every request."""
+
+    def __init__(
+        self,
+        det: Detector,
+        workers: int,
+        max_upload_bytes: int,
+        max_pixels: int,
+        max_files: int,
+        max_queue: int,
+        body_timeout: float,
+    ):
+        self.det = det
+        self.workers = max(1, int(workers))
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aivsreal-infer")
+        self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels
+        self.max_files = max_files
+        self.max_queue = max_queue
+        self.body_timeout = body_timeout
+        self.pending = 0
+        self._lock = threading.Lock()
+        self.onnx_sha256 = sha256_file(det.path) if det.path.suffix == ".onnx" else None
+
+    def model_info(self) -> dict[str, Any]:
+        return {
+            "model_id": self.det.model_id,
+            "card": self.det.card.to_dict(),
+            "format": "onnx" if self.onnx_sha256 else "checkpoint",
+            "onnx_url": "/v1/model.onnx" if self.onnx_sha256 else None,
+            "onnx_sha256": self.onnx_sha256,
+            "version": __version__,
+        }
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` in the pool; refuse with 503 when too many requests already wait for it."""
+        with self._lock:
+            if self.pending >= self.max_queue:
+                raise ApiError(503, "busy", "too many requests waiting; retry shortly", {"Retry-After": "1"})
+            self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+    def score(self, files: list[tuple[str, bytes]], provenance: bool, heatmap: bool) -> list[dict[str, Any]]:
+        """Decode, preprocess and score every file in one model call; a bad file is an error item."""
+        det, pp = self.det, self.det.pp
+        results: list[dict[str, Any] | None] = [None] * len(files)
+        ok: list[tuple[int, np.ndarray]] = []
+        for i, (name, data) in enumerate(files):
+            try:
+                img = decode(data, max_pixels=self.max_pixels, draft=draft_size(pp)).image
+                ok.append((i, to_input(img, pp)))
+            except DecodeError as e:
+                results[i] = Prediction(source=name, error=e.as_dict(), model_id=det.model_id).to_dict()
+            except Exception as e:  # an unexpected decoder failure is still this file's error
+                err = {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}
+                results[i] = Prediction(source=name, error=err, model_id=det.model_id).to_dict()
+        if ok:
+            logits = det.backend.logits(np.stack([x for _, x in ok]))
+            for (i, _), z in zip(ok, logits, strict=True):
+                results[i] = det.make_prediction(files[i][0], float(z)).to_dict()
+        for (name, data), r in zip(files, results, strict=True):
+            assert r is not None
+            if provenance:
+                r["provenance"] = _provenance(data, name)
+                if isinstance(r["provenance"], dict) and "verdict" in r["provenance"]:
+                    r["verdict"] = r["provenance"]["verdict"]
+            if heatmap and "error" not in r:
+                r["heatmap"] = _heatmap(data, None if det.path.suffix == ".onnx" else str(det.path))
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _provenance(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        from .provenance import inspect_bytes
+    except (ImportError, AttributeError) as e:
+        return error_body("unavailable", f"provenance inspection is not available: {e}")
+    try:
+        return inspect_bytes(data, name)
+    except Exception as e:
+        return error_body("failed", f"provenance inspection failed: {type(e).__name__}: {e}")
+
+
+def _heatmap(data: bytes, model: str | None) -> dict[str, Any]:
+    try:
+        from .explain import heatmap_png
+    except (ImportError, AttributeError) as e:
+        return error_body("unavailable", f"heatmaps are not available (needs the [train] extra): {e}")
+    try:
+        return {"png_base64": base64.b64encode(heatmap_png(data, model=model)).decode("ascii")}
+    except Exception as e:  # ExplainError carries a kind (e.g. needs_torch for an ONNX-only server)
+        return error_body(getattr(e, "kind", "failed"), f"heatmap failed: {e}")
+
+
+def all_failed_status(results: list[dict[str, Any]]) -> int | None:
+    """Status for a request none of whose files could be scored; None when at least one was."""
+    if not results or any("error" not in r for r in results):
+        return None
+    kinds = {r["error"]["kind"] for r in results}
+    if kinds <= TYPE_ERROR_KINDS:
+        return 415
+    if kinds <= {"too_many_pixels", "too_large"}:
+        return 413
+    return 422
+
+
+# ---- the app -----------------------------------------------------------------------------------------
+def create_app(
+    model: str | os.PathLike | None = None,
+    workers: int = 2,
+    max_upload_mb: float = 20.0,
+    detector: Detector | None = None,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_files: int = 64,
+    max_queue: int = 256,
+    body_timeout: float = 30.0,
+    static_dir: str | os.PathLike | None = None,
+) -> FastAPI:
+    """Build the FastAPI app around ``detector`` (or the model at ``model``; default: shipped model).
+
+    Raises ``ModelLoadError`` when the model cannot be loaded, so a server never starts without one.
+    """
+    if detector is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        detector = Detector.load(model, threads=threads)
+    svc = Service(
+        detector, workers, int(max_upload_mb * 1024 * 1024), max_pixels, max_files, max_queue, body_timeout
+    )
+    static = Path(static_dir) if static_dir is not None else WEB_STATIC
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        svc.close()
+
+    app = FastAPI(
+        title="aivsreal",
+        version=__version__,
+        description="Tell AI-generated images from real photographs. Scores are calibrated P(AI).",
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(e.kind, e.message), status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return JSONResponse(error_body(kind, str(e.detail)), status_code=e.status_code, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(d.get("loc", ())), "msg": d.get("msg", "")} for d in e.errors()]
+        msg = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail) or "invalid request"
+        return JSONResponse(error_body("invalid_request", msg, detail=detail), status_code=422)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.get("/healthz", tags=["service"], summary="Liveness: the model is loaded")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model_id": svc.det.model_id, "pending": svc.pending, "workers": svc.workers}
+
+    @app.get("/v1/model", tags=["model"], summary="The model card (preprocessing, threshold, metrics)")
+    async def model_card() -> dict[str, Any]:
+        return svc.model_info()
+
+    @app.get(
+        "/v1/model.onnx",
+        tags=["model"],
+        summary="The ONNX model file, for on-device scoring",
+        response_class=FileResponse,
+        responses={404: {"description": "the server runs a non-ONNX model"}},
+    )
+    async def model_file() -> FileResponse:
+        if not svc.onnx_sha256:
+            raise ApiError(404, "not_found", "this server runs a checkpoint, not an ONNX model")
+        return FileResponse(
+            svc.det.path,
+            media_type="application/octet-stream",
+            filename=f"{svc.det.model_id}.onnx",
+            headers={"Cache-Control": "no-cache", "ETag": f'"{svc.onnx_sha256}"'},
+        )
+
+    upload_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+    @app.post(
+        "/v1/predict",
+        tags=["predict"],
+        summary="Score one or more images (multipart field 'files')",
+        description=(
+            "Returns {model_id, results: [...]} with one item per file, in order: "
+            "{path, score, label, uncertain, threshold, model_id} or {path, error: {kind, message}}. "
+            "200 when at least one file was scored; when none was: 415 (all unsupported types), "
+            "413 (all too many pixels), 422 (otherwise). Request errors: 400 malformed multipart, "
+            "408 body too slow, 413 body over the limit or too many files, 415 not multipart, 503 busy."
+        ),
+        openapi_extra=upload_schema,
+    )
+    async def predict(request: Request, provenance: bool = False, heatmap: bool = False) -> Response:
+        try:
+            files = await read_files(
+                request, limit=svc.max_upload_bytes, max_files=svc.max_files, timeout=svc.body_timeout
+            )
+        except ClientDisconnect:
+            return JSONResponse(error_body("disconnected", "client went away"), status_code=400)
+        results = await svc.run(svc.score, files, provenance, heatmap)
+        body: dict[str, Any] = {"model_id": svc.det.model_id, "results": results}
+        status = all_failed_status(results)
+        if status is not None:
+            body = {**error_body("no_image_scored", "none of the uploaded files could be scored"), **body}
+        # default=str: provenance reports may hold values (bytes, dates) that JSON has no type for
+        text = json.dumps(body, ensure_ascii=False, default=str, allow_nan=False)
+        return Response(text, status_code=status or 200, media_type="application/json")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Any:
+        page = static / "index.html"
+        if not page.is_file():
+            return HTMLResponse(_NOT_BUILT, headers={"Content-Security-Policy": PAGE_CSP})
+        return FileResponse(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    app.mount("/assets", StaticFiles(directory=static / "assets", check_dir=False), name="assets")
+    return app
+
+
+_NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>aivsreal</title>
+<body><h1>aivsreal</h1><p>The web page is not built. Run
+<code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> and restart.
+The API works: <a href="/docs">/docs</a>, <code>POST /v1/predict</code>.</p></body></html>"""
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | os.PathLike | None = None,
+    workers: int = 2,
+    max_upload_mb: float = 20.0,
+) -> None:
+    """Serve the app with uvicorn until SIGINT/SIGTERM (in-flight requests finish, up to 30 s)."""
+    import uvicorn
+
+    from .runtime import ModelLoadError
+
+    if max_upload_mb <= 0 or workers < 1:
+        print("aivsreal: error: --max-upload-mb must be > 0 and --workers >= 1", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        app = create_app(model, workers=workers, max_upload_mb=max_upload_mb)
+    except ModelLoadError as e:
+        print(f"aivsreal: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    svc: Service = app.state.service
+    print(f"aivsreal: serving {svc.det.model_id} on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+        timeout_graceful_shutdown=30,  # on SIGTERM, in-flight requests get 30 s to finish
+        limit_concurrency=svc.max_queue + 64,  # beyond this uvicorn answers 503 at once
+        server_header=False,
+        log_level="info",
+    )
+    try:
+        uvicorn.Server(config).run()
+    except OSError as e:
+        print(f"aivsreal: error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(2) from None

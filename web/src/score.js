@@ -1,0 +1,168 @@
+// The shared scoring module: image file → pixels → model input → ONNX Runtime (wasm) → calibrated score.
+//
+// Used by the web page's on-device mode and by the browser extension; both get it through the build
+// (esbuild), never as a copy. Preprocessing numbers come from the model card, the same ones Python uses.
+
+import * as ort from "onnxruntime-web/wasm";
+import { plan, scoreFromLogit, toInput } from "./preprocess.js";
+
+export { scoreFromLogit, toInput } from "./preprocess.js";
+export const MAX_PIXELS = 64_000_000; // same bomb limit as aivsreal.imageio.MAX_PIXELS
+
+/** An input that cannot be scored; ``kind`` uses the same codes as the Python side. */
+export class ScoreError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+let ortReady = false;
+function setupOrt() {
+  if (ortReady) return;
+  // The wasm binary sits next to the bundle (copied by the build); never fetched from a CDN.
+  ort.env.wasm.wasmPaths = { wasm: new URL("./ort-wasm-simd-threaded.wasm", import.meta.url).href };
+  // Threads need cross-origin isolation (SharedArrayBuffer); without it one thread is used.
+  const cores = globalThis.navigator?.hardwareConcurrency || 1;
+  ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, cores) : 1;
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = "error";
+  ortReady = true;
+}
+
+/** What the first bytes say the file is (the browser's decoder gives no reason when it fails). */
+export function sniff(bytes) {
+  const b = (i) => bytes[i];
+  if (b(0) === 0xff && b(1) === 0xd8 && b(2) === 0xff) return "JPEG";
+  if (b(0) === 0x89 && b(1) === 0x50 && b(2) === 0x4e && b(3) === 0x47) return "PNG";
+  if (b(0) === 0x47 && b(1) === 0x49 && b(2) === 0x46 && b(3) === 0x38) return "GIF";
+  if (b(0) === 0x42 && b(1) === 0x4d) return "BMP";
+  const ascii = (i, n) => String.fromCharCode(...bytes.subarray(i, i + n));
+  if (ascii(0, 4) === "RIFF" && ascii(8, 4) === "WEBP") return "WEBP";
+  if ((b(0) === 0x49 && b(1) === 0x49 && b(2) === 0x2a) || (b(0) === 0x4d && b(1) === 0x4d && b(3) === 0x2a))
+    return "TIFF";
+  return null;
+}
+
+/** Width × height a PNG header declares (checked before decoding: decompression bombs). */
+function pngSize(bytes) {
+  if (bytes.length < 24) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return [v.getUint32(16), v.getUint32(20)];
+}
+
+/**
+ * Decode an image file (Blob) into not-premultiplied RGBA pixels of the region the card's policy needs.
+ * Native crops of big images read only the centre square, so a 12-megapixel photo costs what 224² does.
+ */
+export async function decodeImage(blob, pp, { maxPixels = MAX_PIXELS } = {}) {
+  if (!blob || blob.size === 0) throw new ScoreError("empty", "empty input (0 bytes)");
+  const head = new Uint8Array(await blob.slice(0, 32).arrayBuffer());
+  const format = sniff(head);
+  if (!format) throw new ScoreError("not_an_image", "not a recognised image format");
+  if (format === "TIFF") throw new ScoreError("unsupported_format", "TIFF is not decodable in the browser");
+  if (format === "PNG") {
+    const size = pngSize(head);
+    if (size && size[0] * size[1] > maxPixels)
+      throw new ScoreError("too_many_pixels", `${size[0]}x${size[1]} exceeds the ${maxPixels} pixel limit`);
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, {
+      imageOrientation: "from-image",
+      premultiplyAlpha: "none",
+      colorSpaceConversion: "none",
+    });
+  } catch (e) {
+    throw new ScoreError("corrupt", `cannot decode ${format} image data`);
+  }
+  try {
+    const { width: w, height: h } = bitmap;
+    if (w * h > maxPixels) throw new ScoreError("too_many_pixels", `${w}x${h} exceeds the ${maxPixels} pixel limit`);
+    const p = plan(w, h, pp);
+    // Only the crop is needed when no resampling happens first.
+    const [sx, sy, sw, sh] = !p.resize && p.crop ? [p.crop[0], p.crop[1], p.crop[2], p.crop[2]] : [0, 0, w, h];
+    const canvas = new OffscreenCanvas(sw, sh);
+    const ctx = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
+    ctx.drawImage(bitmap, sx, sy, sw, sh, 0, 0, sw, sh);
+    const data = ctx.getImageData(0, 0, sw, sh, { colorSpace: "srgb" }).data;
+    return { rgba: data, width: sw, height: sh, originalSize: [w, h], format, cropped: sw !== w || sh !== h };
+  } finally {
+    bitmap.close();
+  }
+}
+
+/** Decoded pixels → model input for ``pp`` (decodeImage may have cut the centre crop already). */
+export function inputFromDecoded(decoded, pp) {
+  const { rgba, width, height } = decoded;
+  return toInput(rgba, width, height, decoded.cropped ? { ...pp, policy: "resize" } : pp);
+}
+
+/** One model, ready to score images in this browser. */
+export class Scorer {
+  constructor(session, card, modelId) {
+    this.session = session;
+    this.card = card;
+    this.modelId = modelId || card.model_id || "model";
+    this.inputName = session.inputNames[0];
+    this.outputName = session.outputNames[0];
+  }
+
+  /** ``model``: URL or bytes of the ONNX file; ``card``: the model card (dict from /v1/model or card.json). */
+  static async create(model, card, modelId) {
+    setupOrt();
+    let bytes = model;
+    if (typeof model === "string" || model instanceof URL) {
+      const r = await fetch(model);
+      if (!r.ok) throw new ScoreError("model_unavailable", `cannot fetch the model (${r.status})`);
+      bytes = new Uint8Array(await r.arrayBuffer());
+    }
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: "all",
+    });
+    return new Scorer(session, card, modelId);
+  }
+
+  /** Raw logit for one preprocessed input (Float32Array 3·s·s). */
+  async logit(input) {
+    const s = this.card.preprocess.size;
+    const feeds = { [this.inputName]: new ort.Tensor("float32", input, [1, 3, s, s]) };
+    const out = await this.session.run(feeds);
+    return Number(out[this.outputName].data[0]);
+  }
+
+  /** Pixels → preprocessed input, exactly as aivsreal.preprocess.to_input. */
+  input(decoded) {
+    return inputFromDecoded(decoded, this.card.preprocess);
+  }
+
+  /** Score one image file; the result has the fields of ``aivsreal predict --json`` plus timings. */
+  async score(blob, name = blob?.name || "image") {
+    const t0 = performance.now();
+    const decoded = await decodeImage(blob, this.card.preprocess);
+    const t1 = performance.now();
+    const x = this.input(decoded);
+    const z = await this.logit(x);
+    const t2 = performance.now();
+    return {
+      path: name,
+      ...scoreFromLogit(z, this.card),
+      model_id: this.modelId,
+      logit: z,
+      decode_ms: t1 - t0,
+      infer_ms: t2 - t1,
+      latency_ms: t2 - t0,
+    };
+  }
+
+  /** Like ``score`` but errors become ``{path, error: {kind, message}}`` items, as the API returns. */
+  async scoreOrError(blob, name = blob?.name || "image") {
+    try {
+      return await this.score(blob, name);
+    } catch (e) {
+      const kind = e instanceof ScoreError ? e.kind : "decode_failed";
+      return { path: name, error: { kind, message: e.message || String(e) } };
+    }
+  }
+}
