@@ -117,7 +117,8 @@ def train(
         best = run_train(cfg, resume=resume is not None, progress=not quiet)
     except (OSError, ValueError) as e:
         fail(str(e))
-    typer.echo(f"best checkpoint: {best}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        typer.echo(f"best checkpoint: {best}")
 
 
 # ---- evaluate ------------------------------------------------------------------------------------
@@ -154,32 +155,10 @@ def evaluate(
 
 # ---- predict -------------------------------------------------------------------------------------
 def _expand_inputs(paths: list[str], recursive: bool) -> list[str]:
-    """Files, folders (images inside; all levels with --recursive), globs, and '-' for stdin lists."""
-    import glob
+    """Files, folders, globs and '-' (stdin); one helper shared with the Ray engine (sources.py)."""
+    from .sources import expand_inputs
 
-    from .imageio import is_image_path
-
-    out: list[str] = []
-    for p in paths:
-        if p == "-":
-            out.extend(line.strip() for line in sys.stdin if line.strip())
-            continue
-        if os.path.isdir(p):
-            if recursive:
-                for dirpath, dirnames, files in os.walk(p, followlinks=False):
-                    dirnames.sort()
-                    out.extend(os.path.join(dirpath, f) for f in sorted(files) if is_image_path(f))
-            else:
-                out.extend(
-                    os.path.join(p, f) for f in sorted(os.listdir(p))
-                    if is_image_path(f) and not os.path.isdir(os.path.join(p, f))
-                )
-            continue
-        if any(c in p for c in "*?[") and not os.path.exists(p):
-            out.extend(sorted(glob.glob(p, recursive=recursive)))
-            continue
-        out.append(p)
-    return out
+    return expand_inputs(paths, recursive)
 
 
 @app.command()
@@ -197,6 +176,7 @@ def predict(
     engine: str = typer.Option("local", help="local | ray (distributed; needs the [scale] extra)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (engine ray)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Parquet output (engine ray)."),
+    ray_workers: Optional[int] = typer.Option(None, help="Ray actor-pool size (default: cluster CPUs)."),
 ) -> None:
     """Score images: a table by default, JSON lines with --json, a CSV file with --csv."""
     from .runtime import Detector, ModelLoadError
@@ -207,7 +187,10 @@ def predict(
         if output is None:
             fail("--engine ray needs --output OUT.parquet")
         try:
-            summary = predict_ray(paths, model=model, output=output, address=address, threshold=threshold)
+            summary = predict_ray(
+                paths, model=model, output=output, address=address, threshold=threshold, workers=ray_workers,
+                batch_size=batch_size, recursive=recursive,
+            )
         except (ModelLoadError, ValueError, OSError) as e:
             fail(str(e))
         typer.echo(json.dumps(summary))

@@ -122,7 +122,8 @@ def collate(batch):
 def _dist_init() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        # the loop keeps tensors on the CPU: gloo serves them; NCCL only ever gets CUDA tensors
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
@@ -200,6 +201,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig, phase: int) -> torch.opt
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the best checkpoint."""
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     rank, world = _dist_init()
     run = Path(cfg.out)
     torch.manual_seed(cfg.seed)
@@ -336,6 +338,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             state = obj[0]
     if world > 1:
         torch.distributed.barrier()
+        if owns_group:  # started here: end it cleanly (torchrun warns about groups left open)
+            torch.distributed.destroy_process_group()
     return run / "model.safetensors"
 
 
