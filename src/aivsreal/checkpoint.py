@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from .card import ModelCard, atomic_write_bytes, card_path_for, sha256_file
+from .card import ModelCard, atomic_write_many, card_path_for
 from .models import Detector, create
 
 
@@ -16,10 +17,11 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.Path
     """Write weights then card (both atomic); the card records the weights' sha256."""
     p = Path(path)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(p, save(sd, metadata={"format": "pt", "backbone": card.backbone}))
+    blob = save(sd, metadata={"format": "pt", "backbone": card.backbone})
     card.weights_file = p.name
-    card.weights_sha256 = sha256_file(p)
-    card.write(card_path_for(p))
+    card.weights_sha256 = hashlib.sha256(blob).hexdigest()
+    # weights and card are renamed into place together: a full disk never pairs new weights with an old card
+    atomic_write_many({p: blob, card_path_for(p): (card.to_json() + "\n").encode("utf-8")})
     return p
 
 

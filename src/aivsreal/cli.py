@@ -353,6 +353,11 @@ def explain(
 
 
 def main() -> None:
+    # A non-UTF-8 file name (surrogate-escaped str) prints as its raw bytes, like ls, instead of crashing
+    # in locales whose stdout is strict UTF-8.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     app()
 
 

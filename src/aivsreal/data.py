@@ -13,6 +13,8 @@ import csv
 import json
 import os
 import random
+import stat
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .imageio import IMAGE_EXTENSIONS, DecodeError, decode
+from .imageio import IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, DecodeError, decode
 
 REAL, AI = 0, 1
 LABEL_NAMES = {REAL: "real", AI: "ai"}
@@ -96,14 +98,22 @@ def load_dataset(
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
-    if p.is_file():
-        ds = _from_manifest(p)
-    else:
-        manifest = next((p / n for n in ("manifest.csv", "train.csv", "labels.csv") if (p / n).is_file()), None)
-        if manifest is not None and _looks_like_manifest(manifest):
-            ds = _from_manifest(manifest)
+    try:
+        if p.is_file():
+            ds = _from_manifest(p)
         else:
-            ds = _from_tree(p)
+            names = ("manifest.csv", "train.csv", "labels.csv")
+            manifest = next((p / n for n in names if (p / n).is_file()), None)
+            if manifest is not None and _looks_like_manifest(manifest):
+                ds = _from_manifest(manifest)
+            else:
+                ds = _from_tree(p)
+    except UnicodeDecodeError as e:  # a manifest saved as latin-1/UTF-16, or a binary file
+        raise DataError(f"{p}: manifest is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"{p}: malformed CSV: {e}") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
     if not ds.samples:
         raise DataError(f"{p}: no labelled images found (layout {ds.layout})")
     if len({s.label for s in ds.samples}) < 2:
@@ -135,7 +145,8 @@ def _from_manifest(csv_path: Path) -> Dataset:
             if not rel or label is None:
                 notes.append(f"{csv_path.name}:{i}: skipped (path {rel!r}, label {row.get('label')!r})")
                 continue
-            full = (root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
+            # abspath, not resolve(): a symlink loop or dangling link reaches decode() and is reported
+            full = Path(os.path.abspath(root / rel)) if not os.path.isabs(rel) else Path(rel)
             src = row.get("source") or (Path(rel).parent.name if layout == "manifest_csv" else "") or "default"
             split = SPLIT_ALIASES.get(row.get("split", "").lower(), "")
             samples.append(Sample(str(full), label, src, row.get("group") or str(full), split))
@@ -177,7 +188,7 @@ def _from_tree(root: Path) -> Dataset:
             else:
                 others.append(part)
         source = "/".join(others) if others else "default"
-        samples.append(Sample(os.fsdecode(f.resolve()), label, source, "", split))
+        samples.append(Sample(os.path.abspath(os.fsdecode(f)), label, source, "", split))
     if any(s.split for s in samples):
         names = {Path(s.path).parent.name for s in samples}
         layout = "cifake" if {"REAL", "FAKE"} <= names else "split_folders"
@@ -254,13 +265,21 @@ def dhash(img: Image.Image, size: int = 8) -> int:
 
 
 def _hash_file(path: str) -> int | None:
+    """dhash of a file, or None when it is not a regular, size-capped, decodable image.
+
+    The same pre-checks as :func:`decode`: a FIFO would block ``open`` forever, a bomb would allocate."""
     try:
-        im = Image.open(path)
-        im.draft("L", (64, 64))
-        w, h = im.size
-        if w * h > 64_000_000:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_FILE_BYTES:
             return None
-        return dhash(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # corrupt EXIF etc. is reported by summarize, not as noise here
+            with Image.open(path) as im:
+                im.draft("L", (64, 64))
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    return None
+                return dhash(im)
     except Exception:
         return None
 

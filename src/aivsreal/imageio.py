@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,8 @@ def decode(
             raise DecodeError("unreadable", f"cannot stat: {e.strerror or e}") from None
         if path.is_dir():
             raise DecodeError("is_directory", "is a directory")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end: never open it
+            raise DecodeError("not_a_file", "not a regular file (named pipe, socket or device)")
         if st.st_size == 0:
             raise DecodeError("empty", "empty file (0 bytes)")
         if st.st_size > MAX_FILE_BYTES:
@@ -205,7 +208,7 @@ def _array_to_image(a: np.ndarray) -> Image.Image:
         if np.issubdtype(a.dtype, np.floating):
             if not np.isfinite(a).all():
                 raise DecodeError("bad_array", "array holds NaN or infinite values")
-            a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # clip first: no overflow
         else:
             a = np.clip(a, 0, 255).astype(np.uint8)
     mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")

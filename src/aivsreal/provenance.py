@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,9 @@ def inspect_path(path: str | os.PathLike) -> dict[str, Any]:
         st = p.stat()
         if p.is_dir():
             return _report(name, [], {}, {"kind": "is_directory", "message": "is a directory"})
+        if not stat.S_ISREG(st.st_mode):  # reading a FIFO blocks forever
+            msg = "not a regular file (named pipe, socket or device)"
+            return _report(name, [], {}, {"kind": "not_a_file", "message": msg})
         if st.st_size > MAX_FILE_BYTES:
             msg = f"file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit"
             return _report(name, [], {}, {"kind": "too_large", "message": msg})

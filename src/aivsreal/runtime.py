@@ -198,7 +198,12 @@ class Detector:
                 card = ModelCard.read(cp)
                 if verify:
                     card.verify(p)
-                backend = TorchBackend(p, card)
+                try:
+                    backend = TorchBackend(p, card)
+                except ImportError as e:
+                    raise ModelLoadError(f"{p}: a checkpoint needs torch (the [train] extra): {e}") from None
+                except (ValueError, RuntimeError, KeyError) as e:  # not safetensors, or other tensors
+                    raise ModelLoadError(f"{p}: cannot load weights: {e}") from None
             else:
                 raise ModelLoadError(f"{p}: unknown model type (expected .onnx or .safetensors)")
         except CardError as e:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .augment import AugmentConfig, rng_for, train_view
-from .card import ModelCard, Preprocess, atomic_write_bytes, atomic_write_text
+from .card import ModelCard, Preprocess, atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from .checkpoint import save_checkpoint
 from .data import Sample, load_dataset, summarize
 from .imageio import DecodeError
@@ -75,7 +75,10 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
         with open(path, encoding="utf-8") as f:
-            d = yaml.safe_load(f) or {}
+            try:
+                d = yaml.safe_load(f) or {}  # safe loader: no Python object tags
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not a valid YAML config: {e}") from None
         if not isinstance(d, dict):
             raise ValueError(f"{path}: a training config must be a YAML mapping")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
@@ -174,8 +177,8 @@ def _state_save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: 
 def _state_load(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     t = load_file(str(run / "last.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    if state.get("phase") != _phase_of(state["epoch"] - 1, state["epochs_head"]):
-        return  # last completed epoch was in the other phase: fresh optimizer for this one
+    if state.get("phase") != _phase_of(state["epoch"], state["epochs_head"]):
+        return  # the next epoch starts the other phase: its optimizer (other params) starts fresh
     osd = opt.state_dict()
     new_state: dict[int, dict[str, Any]] = {}
     for k, v in t.items():
@@ -213,6 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         _check_writable(run)
+        remove_stale_temp_files(run)  # left by a kill -9 between an atomic write and its rename
 
     ds = load_dataset(cfg.data, seed=cfg.seed, val_frac=cfg.val_frac, test_frac=cfg.test_frac)
     if cfg.exclude_sources:
