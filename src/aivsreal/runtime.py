@@ -188,8 +188,8 @@ class Detector:
             raise ModelLoadError(f"model file {p} not found{hint}")
         try:
             if p.suffix == ".onnx":
+                _verify_onnx(p, verify)  # before parsing: a tampered file is refused as such
                 card = read_onnx_card(p)
-                _verify_onnx(p, card, verify)
                 backend: Any = OnnxBackend(p, threads)
             elif p.suffix == ".safetensors":
                 cp = card_path_for(p)
@@ -312,7 +312,7 @@ class Detector:
         return {"path": str(self.path), "model_id": self.model_id, "card": self.card.to_dict()}
 
 
-def _verify_onnx(path: Path, card: ModelCard, verify: bool) -> None:
+def _verify_onnx(path: Path, verify: bool) -> None:
     """ONNX files carry their card inside, so the sha256 check uses the sidecar's weights_sha256
     when one exists next to the file (the card inside cannot hash the file that contains it)."""
     if not verify:
