@@ -25,15 +25,38 @@ from aivsreal.evaluate import evaluate
 from aivsreal.train import TrainConfig, train
 
 FAMILIES = {
-    "gan": ["stylegan2ada_ffhq1024_agegan", "stylegan2ada_ffhq1024_kenton0607", "stylegan_katatech_out",
-            "grip_gan_examples"],
-    "sd1": ["sd1x_compvis_bento170502", "sd1x_compvis_edmundhong", "sd1x_compvis_extile1",
-            "sd1x_compvis_misc_forks", "imaginairy_sd14", "imaginairy_sd15", "comfyui_sd15_anime_finetunes",
-            "compvis_sd_v1_readme_samples", "imaginairy_openjourney", "sd_photoreal_lucataco_cog"],
-    "sd2_sdxl": ["imaginairy_sd20", "imaginairy_sd21", "imaginairy_sdxl_opendalle", "sdxl_comfyui_hitthecodelabs",
-                 "comfyui_sdxl_family"],
-    "commercial": ["gpt4o_awesome_gpt4o_images", "nanobanana_picotrex_gallery", "dalle2_openai_system_card",
-                   "kandinsky3_repo_examples", "hunyuanimage3_repo_examples"],
+    "gan": [
+        "stylegan2ada_ffhq1024_agegan",
+        "stylegan2ada_ffhq1024_kenton0607",
+        "stylegan_katatech_out",
+        "grip_gan_examples",
+    ],
+    "sd1": [
+        "sd1x_compvis_bento170502",
+        "sd1x_compvis_edmundhong",
+        "sd1x_compvis_extile1",
+        "sd1x_compvis_misc_forks",
+        "imaginairy_sd14",
+        "imaginairy_sd15",
+        "comfyui_sd15_anime_finetunes",
+        "compvis_sd_v1_readme_samples",
+        "imaginairy_openjourney",
+        "sd_photoreal_lucataco_cog",
+    ],
+    "sd2_sdxl": [
+        "imaginairy_sd20",
+        "imaginairy_sd21",
+        "imaginairy_sdxl_opendalle",
+        "sdxl_comfyui_hitthecodelabs",
+        "comfyui_sdxl_family",
+    ],
+    "commercial": [
+        "gpt4o_awesome_gpt4o_images",
+        "nanobanana_picotrex_gallery",
+        "dalle2_openai_system_card",
+        "kandinsky3_repo_examples",
+        "hunyuanimage3_repo_examples",
+    ],
 }
 
 VARIANTS: dict[str, dict] = {
@@ -59,8 +82,12 @@ def run_variant(name: str, overrides: dict, base: dict, out: Path, epochs: int) 
     ckpt = train(cfg, resume=(Path(cfg.out) / "state.json").is_file(), progress=False)
     train_s = time.time() - t0
     res = evaluate(ckpt.parent, cfg.data, split="test", tiers=("clean", "web", "hard"))
-    entry = {"variant": name, "overrides": overrides, "train_seconds": round(train_s, 1),
-             "threshold": res["threshold"]}
+    entry = {
+        "variant": name,
+        "overrides": overrides,
+        "train_seconds": round(train_s, 1),
+        "threshold": res["threshold"],
+    }
     if "exclude_sources" in overrides:
         held = set(overrides["exclude_sources"])
         ds = load_dataset(cfg.data)
@@ -69,15 +96,29 @@ def run_variant(name: str, overrides: dict, base: dict, out: Path, epochs: int) 
         for tier in ("clean", "web", "hard"):
             ps = res["per_source"][tier]
             held_rows = {k: v for k, v in ps.items() if k in held}
-            recall = float(np.average([v["accuracy"] for v in held_rows.values()],
-                                      weights=[v["n"] for v in held_rows.values()]))
+            recall = float(
+                np.average(
+                    [v["accuracy"] for v in held_rows.values()], weights=[v["n"] for v in held_rows.values()]
+                )
+            )
             real_rows = {k: v for k, v in ps.items() if v["label"] == "real"}
-            spec = float(np.average([v["accuracy"] for v in real_rows.values()],
-                                    weights=[v["n"] for v in real_rows.values()]))
-            auc = float(np.average([v["auc_vs_other_class"] for v in held_rows.values()],
-                                   weights=[v["n"] for v in held_rows.values()]))
-            entry[tier] = {"recall_heldout": recall, "specificity": spec, "balanced_accuracy": (recall + spec) / 2,
-                           "auc_heldout_vs_real": auc}
+            spec = float(
+                np.average(
+                    [v["accuracy"] for v in real_rows.values()], weights=[v["n"] for v in real_rows.values()]
+                )
+            )
+            auc = float(
+                np.average(
+                    [v["auc_vs_other_class"] for v in held_rows.values()],
+                    weights=[v["n"] for v in held_rows.values()],
+                )
+            )
+            entry[tier] = {
+                "recall_heldout": recall,
+                "specificity": spec,
+                "balanced_accuracy": (recall + spec) / 2,
+                "auc_heldout_vs_real": auc,
+            }
         entry["heldout_test_images"] = sum(1 for s in test if s.source in held)
     else:
         for tier in ("clean", "web", "hard"):
@@ -87,23 +128,33 @@ def run_variant(name: str, overrides: dict, base: dict, out: Path, epochs: int) 
 
 
 def to_markdown(results: list[dict]) -> str:
-    lines = ["| variant | clean bal. acc | clean AUC | web bal. acc | hard bal. acc | train s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | clean bal. acc | clean AUC | web bal. acc | hard bal. acc | train s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         if r["variant"].startswith("LOFO"):
             continue
-        lines.append(f"| {r['variant']} | {r['clean']['balanced_accuracy']:.3f} | {r['clean']['roc_auc']:.3f} | "
-                     f"{r['web']['balanced_accuracy']:.3f} | {r['hard']['balanced_accuracy']:.3f} | "
-                     f"{r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['variant']} | {r['clean']['balanced_accuracy']:.3f} | {r['clean']['roc_auc']:.3f} | "
+            f"{r['web']['balanced_accuracy']:.3f} | {r['hard']['balanced_accuracy']:.3f} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     lofo = [r for r in results if r["variant"].startswith("LOFO")]
     if lofo:
-        lines += ["", "| held-out family | test images | recall (held-out AI) | specificity (real) | bal. acc | "
-                      "AUC held-out vs real | hard bal. acc |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| held-out family | test images | recall (held-out AI) | specificity (real) | bal. acc | "
+            "AUC held-out vs real | hard bal. acc |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in lofo:
             c = r["clean"]
-            lines.append(f"| {r['variant'][5:]} | {r['heldout_test_images']} | {c['recall_heldout']:.3f} | "
-                         f"{c['specificity']:.3f} | {c['balanced_accuracy']:.3f} | {c['auc_heldout_vs_real']:.3f} | "
-                         f"{r['hard']['balanced_accuracy']:.3f} |")
+            lines.append(
+                f"| {r['variant'][5:]} | {r['heldout_test_images']} | {c['recall_heldout']:.3f} | "
+                f"{c['specificity']:.3f} | {c['balanced_accuracy']:.3f} | {c['auc_heldout_vs_real']:.3f} | "
+                f"{r['hard']['balanced_accuracy']:.3f} |"
+            )
         mean = np.mean([r["clean"]["balanced_accuracy"] for r in lofo])
         lines.append(f"| **mean** | | | | **{mean:.3f}** | | |")
     return "\n".join(lines) + "\n"
@@ -113,7 +164,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/default.yaml")
     ap.add_argument("--out", default="runs/recipes")
-    ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per variant (after 1 head epoch)")
+    ap.add_argument(
+        "--epochs", type=int, default=2, help="fine-tuning epochs per variant (after 1 head epoch)"
+    )
     ap.add_argument("--only", nargs="*", help="variant names (substring match)")
     a = ap.parse_args()
     base = yaml.safe_load(open(a.config))

@@ -35,8 +35,18 @@ def tiny_run(tiny_data, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
-        data=str(tiny_data), out=str(out), model="tf_mobilenetv3_small_100", pretrained="none", size=64,
-        epochs_head=2, epochs=1, lr_head=1e-2, lr=1e-3, batch_size=8, workers=0, patience=5,
+        data=str(tiny_data),
+        out=str(out),
+        model="tf_mobilenetv3_small_100",
+        pretrained="none",
+        size=64,
+        epochs_head=2,
+        epochs=1,
+        lr_head=1e-2,
+        lr=1e-3,
+        batch_size=8,
+        workers=0,
+        patience=5,
     )
     train(cfg, progress=False)
     return out

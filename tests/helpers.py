@@ -42,8 +42,14 @@ def save(img: Image.Image, path: Path, fmt: str | None = None) -> Path:
     return path
 
 
-def make_dataset(root: Path, layout: str = "class_folders", n: int = 12, size: int = 96, same_format: bool = True,
-                 sources: tuple[str, ...] = ("src_a", "src_b")) -> Path:
+def make_dataset(
+    root: Path,
+    layout: str = "class_folders",
+    n: int = 12,
+    size: int = 96,
+    same_format: bool = True,
+    sources: tuple[str, ...] = ("src_a", "src_b"),
+) -> Path:
     """Write a small labelled collection in one of the supported layouts; returns the path to load."""
     root.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -15,8 +15,18 @@ from aivsreal.data import AI, REAL, DataError, Sample, load_dataset, parse_label
 
 @pytest.mark.parametrize(
     "name,label",
-    [("real", REAL), ("Human", REAL), ("AUTHENTIC", REAL), ("0_real", REAL), ("fake", AI), ("AI", AI),
-     ("Generated", AI), ("synthetic", AI), ("1_fake", AI), ("cats", None)],
+    [
+        ("real", REAL),
+        ("Human", REAL),
+        ("AUTHENTIC", REAL),
+        ("0_real", REAL),
+        ("fake", AI),
+        ("AI", AI),
+        ("Generated", AI),
+        ("synthetic", AI),
+        ("1_fake", AI),
+        ("cats", None),
+    ],
 )
 def test_label_aliases_case_insensitive(name, label):
     assert parse_label(name) == label
@@ -24,8 +34,14 @@ def test_label_aliases_case_insensitive(name, label):
 
 @pytest.mark.parametrize(
     "layout,expected_layout",
-    [("class_folders", "class_folders"), ("aliases", "class_folders"), ("split_folders", "split_folders"),
-     ("cifake", "cifake"), ("kaggle_csv", "kaggle_csv"), ("manifest", "manifest_csv")],
+    [
+        ("class_folders", "class_folders"),
+        ("aliases", "class_folders"),
+        ("split_folders", "split_folders"),
+        ("cifake", "cifake"),
+        ("kaggle_csv", "kaggle_csv"),
+        ("manifest", "manifest_csv"),
+    ],
 )
 def test_layouts_are_detected_with_labels_and_splits(tmp_path, layout, expected_layout):
     path = make_dataset(tmp_path / layout, layout, n=10, size=40)
@@ -85,7 +101,7 @@ def test_near_duplicates_are_kept_in_one_split(tmp_path):
             save(img, tmp_path / kind / f"{i}_copy.jpg")
     ds = load_dataset(tmp_path, seed=1)
     where = {s.path.rsplit("/", 1)[1]: s.split for s in ds.samples}
-    for kind in ("real", "ai"):
+    for _kind in ("real", "ai"):
         for i in range(12):
             assert where[f"{i}.png"] == where[f"{i}_copy.jpg"]
 
@@ -119,12 +135,19 @@ def test_summary_reports_undecodable_files(tmp_path):
 
 def test_data_summary_cli_json_and_errors(tmp_path):
     root = make_dataset(tmp_path / "d", "class_folders", n=6, size=40, same_format=False)
-    out = subprocess.run([sys.executable, "-m", "aivsreal", "data", "summary", str(root), "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "aivsreal", "data", "summary", str(root), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     d = json.loads(out.stdout)
     assert d["layout"] == "class_folders" and d["shortcut_scores"]["format"] == 1.0
-    bad = subprocess.run([sys.executable, "-m", "aivsreal", "data", "summary", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aivsreal", "data", "summary", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -57,8 +57,14 @@ def test_every_input_type_gives_the_same_score(det, tmp_path):
     p = save(img, tmp_path / "x.png")
     data = p.read_bytes()
     arr = np.asarray(img)
-    outs = [det.predict(str(p)), det.predict(p), det.predict(data), det.predict(img), det.predict(arr),
-            det.predict(arr.astype(np.float32) / 255.0)]
+    outs = [
+        det.predict(str(p)),
+        det.predict(p),
+        det.predict(data),
+        det.predict(img),
+        det.predict(arr),
+        det.predict(arr.astype(np.float32) / 255.0),
+    ]
     assert all(isinstance(o, Prediction) and o.ok for o in outs)
     scores = [o.score for o in outs]
     assert max(scores) - min(scores) < 1e-6
@@ -97,8 +103,9 @@ def _mixed_folder(root):
 
 
 def _run(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "aivsreal", *args], capture_output=True, text=True,
-                          input=stdin, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "aivsreal", *args], capture_output=True, text=True, input=stdin, timeout=300
+    )
 
 
 def test_predict_folder_reports_bad_files_and_scores_good_ones(tiny_onnx, tmp_path):
@@ -142,8 +149,12 @@ def test_predict_reads_paths_from_stdin_and_globs(tiny_onnx, tmp_path):
 
 def test_predict_threshold_changes_labels(tiny_onnx, tmp_path):
     p = save(make_image("ai", 80, 4), tmp_path / "a.png")
-    lo = json.loads(_run("predict", str(p), "--model", str(tiny_onnx), "--json", "--threshold", "0.001").stdout)
-    hi = json.loads(_run("predict", str(p), "--model", str(tiny_onnx), "--json", "--threshold", "0.999").stdout)
+    lo = json.loads(
+        _run("predict", str(p), "--model", str(tiny_onnx), "--json", "--threshold", "0.001").stdout
+    )
+    hi = json.loads(
+        _run("predict", str(p), "--model", str(tiny_onnx), "--json", "--threshold", "0.999").stdout
+    )
     assert lo["label"] == "ai" and hi["label"] == "real" and lo["score"] == hi["score"]
 
 

@@ -28,8 +28,14 @@ def test_tiny_run_writes_checkpoint_card_history_and_plot(tiny_run):
     ckpt = tiny_run / "model.safetensors"
     card = ModelCard.read(card_path_for(ckpt))
     assert card.weights_sha256 == sha256_file(ckpt)
-    assert card.preprocess == Preprocess(size=64, policy="native_crop", mean=(0.5,) * 3, std=(0.5,) * 3,
-                                         interpolation="bilinear", crop_pct=0.875)
+    assert card.preprocess == Preprocess(
+        size=64,
+        policy="native_crop",
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        interpolation="bilinear",
+        crop_pct=0.875,
+    )
     assert card.backbone == "tf_mobilenetv3_small_100" and card.temperature > 0
     rows = list(csv.DictReader(open(tiny_run / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -46,8 +52,18 @@ def test_tiny_model_learns_the_synthetic_task(tiny_run, tiny_data):
     res = evaluate(tiny_run, tiny_data, split="all", tiers=("clean",))
     # the grid trace is easy: a model that learned anything beats chance clearly
     assert res["roc_auc"] > 0.8
-    assert set(res) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "balanced_accuracy", "ece",
-                        "confusion_matrix", "per_source", "tiers"}
+    assert set(res) >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "balanced_accuracy",
+        "ece",
+        "confusion_matrix",
+        "per_source",
+        "tiers",
+    }
 
 
 def test_train_and_eval_preprocessing_are_identical(tiny_run, tiny_data):
@@ -67,18 +83,53 @@ def test_cli_train_then_evaluate_json(tmp_path):
     data = make_dataset(tmp_path / "data", "split_folders", n=10, size=72)
     run = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "-m", "aivsreal", "train", "--data", str(data), "--out", str(run), "--model",
-         "tf_mobilenetv3_small_100", "--pretrained", "none", "--epochs", "1", "--epochs-head", "0",
-         "--size", "64", "--workers", "0", "-q"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "aivsreal",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--model",
+            "tf_mobilenetv3_small_100",
+            "--pretrained",
+            "none",
+            "--epochs",
+            "1",
+            "--epochs-head",
+            "0",
+            "--size",
+            "64",
+            "--workers",
+            "0",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     assert list(run.glob("*.safetensors"))
-    r = subprocess.run([sys.executable, "-m", "aivsreal", "evaluate", "--model", str(run), "--data", str(data),
-                        "--json"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "aivsreal", "evaluate", "--model", str(run), "--data", str(data), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "balanced_accuracy", "ece", "confusion_matrix"):
+    for k in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "balanced_accuracy",
+        "ece",
+        "confusion_matrix",
+    ):
         assert k in d
     assert set(d["tiers"]) == {"clean", "web", "hard"}
     cm = np.array(d["confusion_matrix"])
@@ -98,8 +149,17 @@ def test_evaluate_report_dir(tiny_run, tiny_data, tmp_path):
 
 
 def test_resume_continues_from_last_completed_epoch(tmp_path, tiny_data):
-    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path / "r"), pretrained="none", size=64, epochs_head=1,
-                      epochs=1, batch_size=16, workers=0, patience=9)
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(tmp_path / "r"),
+        pretrained="none",
+        size=64,
+        epochs_head=1,
+        epochs=1,
+        batch_size=16,
+        workers=0,
+        patience=9,
+    )
     train(cfg, progress=False)
     state = json.loads((tmp_path / "r" / "state.json").read_text())
     assert state["epoch"] == 2
@@ -169,9 +229,17 @@ def test_yaml_config_rejects_unknown_keys(tmp_path):
 @pytest.mark.shared
 @pytest.mark.slow
 def test_brief_training_on_shared_dev_with_imagenet_weights(tmp_path, weights_dir):
-    cfg = TrainConfig(data=str(DEV), out=str(tmp_path / "dev"), model="tf_mobilenetv3_small_100",
-                      pretrained=str(weights_dir / "tf_mobilenetv3_small_100.safetensors"), epochs_head=1,
-                      epochs=1, batch_size=32, workers=2, limit=192)
+    cfg = TrainConfig(
+        data=str(DEV),
+        out=str(tmp_path / "dev"),
+        model="tf_mobilenetv3_small_100",
+        pretrained=str(weights_dir / "tf_mobilenetv3_small_100.safetensors"),
+        epochs_head=1,
+        epochs=1,
+        batch_size=32,
+        workers=2,
+        limit=192,
+    )
     ckpt = train(cfg, progress=False)
     card = ModelCard.read(card_path_for(ckpt))
     # ImageNet features separate the dev classes better than chance even after a brief run

@@ -147,7 +147,9 @@ def _from_manifest(csv_path: Path) -> Dataset:
                 continue
             # abspath, not resolve(): a symlink loop or dangling link reaches decode() and is reported
             full = Path(os.path.abspath(root / rel)) if not os.path.isabs(rel) else Path(rel)
-            src = row.get("source") or (Path(rel).parent.name if layout == "manifest_csv" else "") or "default"
+            src = (
+                row.get("source") or (Path(rel).parent.name if layout == "manifest_csv" else "") or "default"
+            )
             split = SPLIT_ALIASES.get(row.get("split", "").lower(), "")
             samples.append(Sample(str(full), label, src, row.get("group") or str(full), split))
     return Dataset(str(csv_path), layout, samples, notes)
@@ -431,7 +433,8 @@ def summarize(ds: Dataset, *, workers: int = 4, shortcut_threshold: float = 0.7)
         if sc >= shortcut_threshold:
             warnings.append(
                 f"SHORTCUT: {what} alone predicts the label with balanced accuracy {sc:.2f}; a model can "
-                f"cheat on it. Train with JPEG re-encoding/rescaling on BOTH classes and check the web/hard tiers."
+                f"cheat on it. Train with JPEG re-encoding/rescaling on BOTH classes and check the "
+                f"web/hard tiers."
             )
     by_group: dict[str, set[str]] = defaultdict(set)
     for s in samples:
@@ -478,7 +481,9 @@ def format_summary(sm: Summary) -> str:
         lines.append(f"{src[:47]:<48}{c['real']:>7}{c['ai']:>7}")
     lines += ["", "formats:"]
     for lab, f in sm.formats.items():
-        lines.append(f"  {lab:<5} " + ", ".join(f"{k} {v}" for k, v in sorted(f.items(), key=lambda x: -x[1])))
+        lines.append(
+            f"  {lab:<5} " + ", ".join(f"{k} {v}" for k, v in sorted(f.items(), key=lambda x: -x[1]))
+        )
     lines.append("sizes:")
     for lab, s in sm.sizes.items():
         mc = ", ".join(f"{k} ({v})" for k, v in s["most_common"])

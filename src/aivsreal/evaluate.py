@@ -24,12 +24,25 @@ from .metrics import binary_metrics, pr_curve, roc_auc, roc_curve, threshold_for
 from .preprocess import apply_tier, load, to_input
 from .runtime import Detector
 
-HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "balanced_accuracy", "ece")
+HEADLINE = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "average_precision",
+    "balanced_accuracy",
+    "ece",
+)
 
 
 def score_samples(
-    det: Detector, samples: Sequence[Sample], tiers: Sequence[str] = ("clean",), batch_size: int = 32,
-    workers: int = 2, progress: bool = False,
+    det: Detector,
+    samples: Sequence[Sample],
+    tiers: Sequence[str] = ("clean",),
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, str]], np.ndarray]:
     """Logits per tier for every decodable sample; returns (logits by tier, errors, kept mask)."""
     pp = det.pp
@@ -150,14 +163,19 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"model {result['model']} · {result['data']} [{result['split']}] · n={result['n']} · "
-             f"threshold {result['threshold']:.4f} ({result['threshold_source']})", ""]
+    lines = [
+        f"model {result['model']} · {result['data']} [{result['split']}] · n={result['n']} · "
+        f"threshold {result['threshold']:.4f} ({result['threshold_source']})",
+        "",
+    ]
     lines.append(f"{'tier':<8}" + "".join(f"{k[:10]:>11}" for k in HEADLINE) + f"{'spec.':>8}")
     for t, m in result["tiers"].items():
         lines.append(f"{t:<8}" + "".join(f"{m[k]:>11.4f}" for k in HEADLINE) + f"{m['specificity']:>8.4f}")
     lines += ["", f"confusion matrix (clean) [[tn, fp], [fn, tp]]: {result['confusion_matrix']}", ""]
     tiers = list(result["per_source"])
-    lines.append(f"{'source':<44}{'label':>6}{'n':>5}" + "".join(f"{'acc ' + t:>11}" for t in tiers) + f"{'AUC':>7}")
+    lines.append(
+        f"{'source':<44}{'label':>6}{'n':>5}" + "".join(f"{'acc ' + t:>11}" for t in tiers) + f"{'AUC':>7}"
+    )
     first = result["per_source"][tiers[0]]
     for src in first:
         r = first[src]
@@ -214,7 +232,15 @@ def write_report(result: dict[str, Any], out: str | os.PathLike) -> Path:
     ax.legend()
     save(fig, "pr.png")
     atomic_write_text(d / "metrics.json", json.dumps(public(result), indent=2, default=float))
-    md = ["# Evaluation report", "", "```", format_table(result), "```", "",
-          "![confusion matrix](confusion_matrix.png) ![ROC](roc.png) ![PR](pr.png)", ""]
+    md = [
+        "# Evaluation report",
+        "",
+        "```",
+        format_table(result),
+        "```",
+        "",
+        "![confusion matrix](confusion_matrix.png) ![ROC](roc.png) ![PR](pr.png)",
+        "",
+    ]
     atomic_write_text(d / "report.md", "\n".join(md))
     return d

@@ -69,8 +69,14 @@ def _write_onnx(model: torch.nn.Module, card: ModelCard, path: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / "m.onnx"
         torch.onnx.export(
-            model, (dummy,), str(tmp), input_names=["input"], output_names=["logit"],
-            dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+            model,
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logit"],
+            dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
         )
         m = onnx.load(str(tmp))
         _embed_card(m, card)
@@ -125,8 +131,13 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
         q = Path(td) / "q.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_static(
-            str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(q),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
         m = onnx.load(str(q))
         card_json = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}

@@ -108,8 +108,16 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else float("nan")
     specificity = tn / (tn + fp) if tn + fp else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if (precision + recall) and not math.isnan(recall) else 0.0
-    bal = np.nanmean([recall, specificity]) if not (math.isnan(recall) and math.isnan(specificity)) else float("nan")
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if (precision + recall) and not math.isnan(recall)
+        else 0.0
+    )
+    bal = (
+        np.nanmean([recall, specificity])
+        if not (math.isnan(recall) and math.isnan(specificity))
+        else float("nan")
+    )
     return {
         "n": int(len(y)),
         "threshold": float(threshold),

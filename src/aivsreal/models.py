@@ -36,7 +36,11 @@ class Detector(nn.Module):
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(nf, 1))
         elif head == "notebook":  # the original Keras notebook: GAP → BN → Dense 512 ReLU → Dropout 0.5 → 1
             self.head = nn.Sequential(
-                nn.BatchNorm1d(nf), nn.Linear(nf, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, 1)
+                nn.BatchNorm1d(nf),
+                nn.Linear(nf, 512),
+                nn.ReLU(inplace=True),
+                nn.Dropout(0.5),
+                nn.Linear(512, 1),
             )
         else:
             raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
@@ -85,7 +89,9 @@ def create(
         raise ValueError(f"unknown timm model {name!r}: {e}") from None
     path = resolve_weights(name, pretrained)
     if path is not None:
-        sd = {k: v for k, v in load_file(str(path)).items() if not k.startswith(("classifier.", "fc.", "head."))}
+        sd = {
+            k: v for k, v in load_file(str(path)).items() if not k.startswith(("classifier.", "fc.", "head."))
+        }
         missing, unexpected = backbone.load_state_dict(sd, strict=False)
         if missing or unexpected:
             raise WeightsError(

@@ -90,7 +90,9 @@ class OnnxBackend:
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), sess_options=so, providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"{path}: not a loadable ONNX model: {e}") from None
         self.input_name = self.session.get_inputs()[0].name
@@ -120,7 +122,9 @@ class TorchBackend:
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).double().numpy()
+            return (
+                self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).double().numpy()
+            )
 
 
 def read_onnx_card(path: Path) -> ModelCard:
