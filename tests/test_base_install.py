@@ -137,3 +137,19 @@ def test_base_install_predicts_without_importing_torch(base_venv, tiny_onnx, tmp
 
     want = [pr.score for pr in Detector.load(tiny_onnx).predict(imgs)]
     assert [r["score"] for r in rows] == pytest.approx(want, abs=1e-6)
+
+
+def test_base_install_benches_an_onnx_file_without_torch(base_venv, tiny_onnx, tmp_path):
+    """`aivsreal bench --model X.onnx` needs no torch: ONNX Runtime is timed, torch eager is skipped."""
+    model = Path(shutil.copy2(tiny_onnx, tmp_path / "m.onnx"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    args = ["bench", "--quick", "--json", "--model", str(model), "--images", "2", "--repeats", "3"]
+    p = subprocess.run(
+        [str(base_venv / "bin" / "aivsreal"), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert p.returncode == 0, p.stderr
+    (m,) = json.loads(p.stdout)["models"]
+    assert "skipped" in m["engines"]["torch_eager"] and "skipped" in m["engines"]["ort_int8"]
+    b1 = m["engines"]["ort_fp32"]["batch1"]
+    assert 0 < b1["p50_ms"] <= b1["p95_ms"]
+    assert m["end_to_end"]["ort_fp32"]["images_per_s"] > 0

@@ -23,7 +23,7 @@ def close(a: float, b: float, rel: float = 1e-6) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
 
 
-def check_engine(e: dict, gflop: float | None, peak: float) -> None:
+def check_engine(e: dict, gflop: float | None, peak: dict) -> None:
     b1, b32 = e["batch1"], e["batch32"]
     assert b1["n"] >= 3
     assert 0 < b1["min_ms"] <= b1["p50_ms"] <= b1["p95_ms"]
@@ -31,7 +31,9 @@ def check_engine(e: dict, gflop: float | None, peak: float) -> None:
     assert close(b32["images_per_s"], 32 / (b32["min_ms"] / 1e3))
     if gflop is not None:
         assert close(b32["gflops"], gflop * 32 / (b32["min_ms"] / 1e3))
-        assert close(b32["peak_fraction"], b32["gflops"] / peak)
+        assert close(b32["peak_fraction"], b32["gflops"] / peak["gflops"])
+        assert close(b32["gflop_per_cpu_s"], gflop * 32 / (b32["cpu_ms_min"] / 1e3))
+        assert close(b32["peak_fraction_cpu"], b32["gflop_per_cpu_s"] / peak["gflop_per_cpu_s"])
     assert e["session_options"]
 
 
@@ -41,11 +43,13 @@ def check_report(res: dict, n_images: int) -> None:
     measured = [v for k, v in pk.items() if k.endswith("_gflops") and v]
     assert measured and all(v > 0 for v in measured)
     assert pk["gflops"] == max(measured)
+    per_cpu = [v for k, v in pk.items() if k.endswith("_gflop_per_cpu_s") and v]
+    assert per_cpu and pk["gflop_per_cpu_s"] == max(per_cpu) > 0
     assert "random" in res["weights_note"]
     for m in res["models"]:
         assert m["gflop_per_image"] > 0 and m["params"] > 0
         for key in ("ort_fp32", "ort_int8", "torch_eager"):
-            check_engine(m["engines"][key], m["gflop_per_image"], pk["gflops"])
+            check_engine(m["engines"][key], m["gflop_per_image"], pk)
         assert m["engines"]["torch_eager"]["session_options"]["backend"] == "torch-eager"
         assert "intra_op_num_threads" in m["engines"]["ort_fp32"]["session_options"]
         fl = m["files"]
@@ -57,7 +61,9 @@ def check_report(res: dict, n_images: int) -> None:
             bound = e["cores"] / ((e["decode_core_ms"] + e["model_core_ms"]) / 1e3)
             assert close(e["bound_images_per_s"], bound)
             assert close(e["ratio_to_bound"], e["images_per_s"] / bound)
-            assert 0 < e["process_cpu_share"] and e["cpu_efficiency"] > 0
+            assert 0 < e["process_cpu_share"]
+            cpu_per_image = e["cpu_ms_per_image"]
+            assert close(e["cpu_efficiency"], (e["decode_core_ms"] + e["model_core_ms"]) / cpu_per_image)
         r = m["ratios"]
         assert set(r) == set(TARGETS)
         fp32, tor = m["engines"]["ort_fp32"], m["engines"]["torch_eager"]
@@ -65,6 +71,8 @@ def check_report(res: dict, n_images: int) -> None:
             r["ort_fp32_vs_torch_batch1_latency"], fp32["batch1"]["p50_ms"] / tor["batch1"]["p50_ms"]
         )
         assert close(r["ort_fp32_batch32_peak_fraction"], fp32["batch32"]["gflops"] / pk["gflops"])
+        assert close(r["ort_fp32_batch32_peak_fraction_cpu"], fp32["batch32"]["peak_fraction_cpu"])
+        assert close(r["e2e_cpu_efficiency"], m["end_to_end"]["ort_fp32"]["cpu_efficiency"])
         assert close(r["e2e_vs_bound"], m["end_to_end"]["ort_fp32"]["ratio_to_bound"])
         assert close(r["int8_file_ratio"], fl["int8_size_ratio"])
     text = format_bench(res)
