@@ -298,9 +298,12 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Fewer repeats (smoke run)."),
 ) -> None:
     """Latency, throughput and GFLOP/s of ONNX fp32/int8 and torch, side by side in one run."""
-    from .bench import format_bench, run_bench
+    from .bench import BenchError, format_bench, run_bench
 
-    res = run_bench(models=models, n_images=images, repeats=repeats, quick=quick)
+    try:
+        res = run_bench(models=models, n_images=images, repeats=repeats, quick=quick)
+    except BenchError as e:
+        fail(str(e))
     typer.echo(json.dumps(res, indent=2, default=float) if json_out else format_bench(res))
 
 
