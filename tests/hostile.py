@@ -181,6 +181,15 @@ def make_corpus(root: Path, *, with_specials: bool = True) -> list[Case]:
         {"corrupt"},
         "zTXt chunk inflating to 30 MB",
     )
+    # A 1-byte graphic control block makes Pillow read past it (struct.error; found by atheris). In frame 1
+    # the file is refused; in frame 2 the intact first frame is scored (later frames are never parsed).
+    anim = good_images()["animated.gif"]
+    first = anim.find(b"\x21\xf9\x04")
+    for frame, at, ok in ((1, first, False), (2, anim.find(b"\x21\xf9\x04", first + 1), True)):
+        gif = bytearray(anim)
+        gif[at + 2 : at + 4] = b"\x01\x00"
+        kinds = set() if ok else {"corrupt", "not_an_image"}
+        put(f"short_gce_frame{frame}.gif", bytes(gif), ok, kinds, f"GIF frame {frame}: 1-byte control block")
     put(
         "zeros.webp",
         b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 64,

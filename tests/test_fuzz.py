@@ -154,8 +154,24 @@ def test_preprocess_any_geometry_and_mode(w, h, size, policy, mode):
     assert np.array_equal(x, to_input(decode(im).image, pp))
 
 
+@pytest.mark.parametrize(
+    "exc", [struct.error("unpack_from requires ..."), KeyError("tile"), AttributeError("fp")]
+)
+def test_unexpected_parser_errors_become_decode_errors(monkeypatch, exc):
+    """Pillow's plugins raise more than OSError on hostile data; each must still be one file's error."""
+    from PIL import ImageFile
+
+    def broken(self):
+        raise exc
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(DecodeError) as ei:
+        decode(SEEDS["plain.jpg"])
+    assert ei.value.kind == "corrupt"
+
+
 # ---- atheris (libFuzzer) ---------------------------------------------------------------------------
-ATHERIS_RUNS = 4000
+ATHERIS_RUNS = 8000
 
 
 @pytest.mark.slow
