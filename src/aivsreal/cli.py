@@ -151,6 +151,7 @@ def evaluate(
     if report:
         write_report(res, report)
     typer.echo(json.dumps(public(res), default=float) if json_out else format_table(res))
+    raise typer.Exit(EXIT_PARTIAL if res["errors"] else EXIT_OK)
 
 
 # ---- predict -------------------------------------------------------------------------------------
