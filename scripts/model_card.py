@@ -56,8 +56,7 @@ def main() -> None:
         f"Default threshold **{card.threshold:.3f}** on the calibrated score, chosen on the validation split so that at",
         f"most 3 % of real photos are flagged (test specificity {pct(f['tiers']['clean']['specificity'])}: the ≥ 97 %",
         "target is met). At that threshold recall is low; lower thresholds trade false alarms for recall",
-        "(`--threshold`). Scores within ±"
-        f"{card.uncertain_band} of the threshold are marked `uncertain`.",
+        f"(`--threshold`). Scores within ±{card.uncertain_band} of the threshold are marked `uncertain`.",
         f"Calibration: temperature {card.temperature:.3f} fitted on validation; test ECE "
         f"{f['ece_uncalibrated']:.3f} before → {f['ece']:.3f} after (temperature scaling barely helps here: the",
         "validation split is small and the error is mostly the low recall, not over-confidence).",
@@ -126,7 +125,10 @@ def main() -> None:
         names = {r["variant"] for r in res}
         missing = [n for n in __import__("recipes").VARIANTS if n not in names]
         if missing:
-            L += ["Not run in the time available (same script, `--only NAME`): " + ", ".join(missing) + ".", ""]
+            L += [
+                "Not run in the time available (same script, `--only NAME`): " + ", ".join(missing) + ".",
+                "",
+            ]
     L += [
         "",
         "## Intended use",

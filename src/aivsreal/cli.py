@@ -101,10 +101,26 @@ def train(
     except (OSError, ValueError) as e:
         fail(str(e))
     given = dict(
-        data=data, out=out, model=model, pretrained=pretrained, head=head, policy=policy, size=size,
-        epochs_head=epochs_head, epochs=epochs, unfreeze=unfreeze, lr_head=lr_head, lr=lr,
-        batch_size=batch_size, workers=workers, seed=seed, patience=patience, bf16=bf16, max_fpr=max_fpr,
-        exclude_sources=exclude_source or None, limit=limit,
+        data=data,
+        out=out,
+        model=model,
+        pretrained=pretrained,
+        head=head,
+        policy=policy,
+        size=size,
+        epochs_head=epochs_head,
+        epochs=epochs,
+        unfreeze=unfreeze,
+        lr_head=lr_head,
+        lr=lr,
+        batch_size=batch_size,
+        workers=workers,
+        seed=seed,
+        patience=patience,
+        bf16=bf16,
+        max_fpr=max_fpr,
+        exclude_sources=exclude_source or None,
+        limit=limit,
     )
     for k, v in given.items():
         if v is not None:
@@ -124,10 +140,14 @@ def train(
 # ---- evaluate ------------------------------------------------------------------------------------
 @app.command()
 def evaluate(
-    model: Optional[str] = typer.Option(None, help="Run dir, checkpoint (.safetensors) or ONNX; default model if omitted."),
+    model: Optional[str] = typer.Option(
+        None, help="Run dir, checkpoint (.safetensors) or ONNX; default model if omitted."
+    ),
     data: Path = typer.Option(..., help="Labelled collection to evaluate on."),
     split: str = typer.Option("test", help="train | val | test | all."),
-    tier: Optional[list[Tier]] = typer.Option(None, help="Robustness tiers to score (default: clean, web, hard)."),
+    tier: Optional[list[Tier]] = typer.Option(
+        None, help="Robustness tiers to score (default: clean, web, hard)."
+    ),
     threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the card's)."),
     max_fpr: Optional[float] = typer.Option(None, help="Choose the threshold on val for this FPR on reals."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -143,7 +163,13 @@ def evaluate(
     tiers = [t.value for t in tier] if tier else ["clean", "web", "hard"]
     try:
         res = run_eval(
-            model, data, split=split, tiers=tiers, threshold=threshold, max_fpr=max_fpr, seed=seed,
+            model,
+            data,
+            split=split,
+            tiers=tiers,
+            threshold=threshold,
+            max_fpr=max_fpr,
+            seed=seed,
             progress=not json_out,
         )
     except (ModelLoadError, DataError, ValueError, OSError) as e:
@@ -164,10 +190,16 @@ def _expand_inputs(paths: list[str], recursive: bool) -> list[str]:
 
 @app.command()
 def predict(
-    paths: list[str] = typer.Argument(..., help="Image files, folders, globs, or '-' to read paths from stdin."),
-    model: Optional[str] = typer.Option(None, help="ONNX file, checkpoint or run dir (default: shipped model)."),
+    paths: list[str] = typer.Argument(
+        ..., help="Image files, folders, globs, or '-' to read paths from stdin."
+    ),
+    model: Optional[str] = typer.Option(
+        None, help="ONNX file, checkpoint or run dir (default: shipped model)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write results to this CSV file (atomically)."),
+    csv_out: Optional[Path] = typer.Option(
+        None, "--csv", help="Write results to this CSV file (atomically)."
+    ),
     threshold: Optional[float] = typer.Option(None, help="Override the card's decision threshold."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     tta: bool = typer.Option(False, "--tta", help="Average over flipped/corner views (slower, steadier)."),
@@ -189,8 +221,14 @@ def predict(
             fail("--engine ray needs --output OUT.parquet")
         try:
             summary = predict_ray(
-                paths, model=model, output=output, address=address, threshold=threshold, workers=ray_workers,
-                batch_size=batch_size, recursive=recursive,
+                paths,
+                model=model,
+                output=output,
+                address=address,
+                threshold=threshold,
+                workers=ray_workers,
+                batch_size=batch_size,
+                recursive=recursive,
             )
         except (ModelLoadError, ValueError, OSError) as e:
             fail(str(e))
@@ -275,7 +313,9 @@ def export(
     model: str = typer.Option(..., help="Checkpoint (.safetensors) or run dir."),
     out: Path = typer.Option(..., help="Output directory."),
     int8: bool = typer.Option(False, "--int8", help="Also write a static int8 (QDQ) model."),
-    calib: Optional[Path] = typer.Option(None, help="Images for int8 calibration (default: the training data)."),
+    calib: Optional[Path] = typer.Option(
+        None, help="Images for int8 calibration (default: the training data)."
+    ),
     fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx | tflite."),
     name: str = typer.Option("model", help="File stem of the exported files."),
 ) -> None:
@@ -293,7 +333,9 @@ def export(
 @app.command()
 def bench(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    models: Optional[list[str]] = typer.Option(None, "--model", help="timm names (default: Small and Large)."),
+    models: Optional[list[str]] = typer.Option(
+        None, "--model", help="timm names (default: Small and Large)."
+    ),
     images: int = typer.Option(48, help="Generated JPEGs for the folder throughput test."),
     repeats: int = typer.Option(30, help="Batch-1 latency samples per engine."),
     quick: bool = typer.Option(False, "--quick", help="Fewer repeats (smoke run)."),

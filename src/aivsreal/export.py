@@ -7,8 +7,10 @@ temperature, and the sidecar records the file's sha256.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -138,18 +140,19 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
         pre = Path(td) / "pre.onnx"
         q = Path(td) / "q.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre),
-            str(q),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv", "Gemm"],
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": 99.99},
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # the percentile calibrator prints progress
+            quantize_static(
+                str(pre),
+                str(q),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv", "Gemm"],
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": 99.99},
+            )
         m = onnx.load(str(q))
         card_json = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
         entry = m.metadata_props.add()

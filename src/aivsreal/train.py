@@ -37,7 +37,7 @@ from .data import Sample, load_dataset, summarize
 from .imageio import DecodeError
 from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
 from .models import create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
-from .preprocess import load, to_input, normalize
+from .preprocess import load, normalize, to_input
 
 
 @dataclass
@@ -146,7 +146,9 @@ def _versions() -> dict[str, str]:
 
 
 # ---- the loop --------------------------------------------------------------------------------------
-def evaluate_logits(model: nn.Module, loader: DataLoader, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_logits(
+    model: nn.Module, loader: DataLoader, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     ys, zs = [], []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -170,7 +172,9 @@ def _state_save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: 
             if torch.is_tensor(v):
                 tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().cpu().reshape(v.shape)
     atomic_write_bytes(run / "last.safetensors", save(tensors))
-    state = dict(state, opt_param_groups=[{k: v for k, v in g.items() if k != "params"} for g in osd["param_groups"]])
+    state = dict(
+        state, opt_param_groups=[{k: v for k, v in g.items() if k != "params"} for g in osd["param_groups"]]
+    )
     atomic_write_text(run / "state.json", json.dumps(state, indent=2))
 
 
@@ -228,7 +232,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         train_s = [train_s[i] for i in sorted(rng.permutation(len(train_s))[: cfg.limit])]
         val_s = [val_s[i] for i in sorted(rng.permutation(len(val_s))[: max(cfg.limit // 4, 8)])]
     if not train_s or not val_s:
-        raise ValueError(f"{cfg.data}: need training and validation images (got {len(train_s)}, {len(val_s)})")
+        raise ValueError(
+            f"{cfg.data}: need training and validation images (got {len(train_s)}, {len(val_s)})"
+        )
 
     pp = default_preprocess(cfg.model, policy=cfg.policy, size=cfg.size)
     model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head)
@@ -282,7 +288,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             set_batchnorm_eval(model.backbone)
         t0 = time.time()
         losses, ys, zs = [], [], []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs} (phase {phase})", disable=not progress or rank)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{total_epochs} (phase {phase})", disable=not progress or rank
+        )
         for b in bar:
             if b is None:
                 continue
@@ -367,7 +375,10 @@ def _make_card(cfg: TrainConfig, pp: Preprocess, yv: np.ndarray, zv: np.ndarray,
             "epoch": row["epoch"],
             "pretrained": str(cfg.pretrained or f"${os.environ.get('AIVSREAL_WEIGHTS_DIR', '')}"),
         },
-        metrics={"val": binary_metrics(yv, p, thr), "val_uncalibrated_ece": binary_metrics(yv, sigmoid(zv))["ece"]},
+        metrics={
+            "val": binary_metrics(yv, p, thr),
+            "val_uncalibrated_ece": binary_metrics(yv, sigmoid(zv))["ece"],
+        },
     )
 
 
@@ -408,7 +419,10 @@ def _read_history(run: Path) -> list[dict[str, Any]]:
     if not p.is_file():
         return []
     with open(p, newline="") as f:
-        return [{k: (float(v) if k not in ("epoch", "phase") else int(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [
+            {k: (float(v) if k not in ("epoch", "phase") else int(v)) for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
 
 
 def _plot_history(run: Path, history: list[dict[str, Any]]) -> None:
