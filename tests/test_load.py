@@ -232,11 +232,6 @@ def test_graceful_shutdown_answers_every_request_in_flight(server, payloads):
         socket.create_connection(("127.0.0.1", port), timeout=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve.py/uvicorn: no timeout while reading request headers and limit_concurrency counts idle "
-    "connections, so ~320 silent sockets (slowloris) make every new request a 503. Reported to the lead.",
-)
 def test_idle_connections_do_not_lock_out_real_clients(server):
     proc, base, _ = server
     port = int(base.rsplit(":", 1)[1])

@@ -462,7 +462,8 @@ def run(
         port=port,
         timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
         timeout_graceful_shutdown=30,  # on SIGTERM, in-flight requests get 30 s to finish
-        limit_concurrency=svc.max_queue + 64,  # beyond this uvicorn answers 503 at once
+        # No uvicorn limit_concurrency: it counts idle sockets too, so silent clients could lock everyone out.
+        # Back-pressure is the app's own bounded queue (503 + Retry-After past max_queue waiting requests).
         server_header=False,
         log_level="info",
     )
