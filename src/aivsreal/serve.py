@@ -40,6 +40,7 @@ from .runtime import Detector, Prediction
 WEB_STATIC = Path(__file__).parent / "web_static"
 TYPE_ERROR_KINDS = frozenset({"not_an_image", "unsupported_format"})
 MAX_NAME_CHARS = 255
+KEEP_ALIVE_S = 20  # see run(): longer than the idle expiry of common HTTP clients
 # The page loads its script, styles and the ONNX Runtime wasm from this origin only.
 PAGE_CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
@@ -460,7 +461,10 @@ def run(
         app,
         host=host,
         port=port,
-        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+        # Idle keep-alive connections are closed after KEEP_ALIVE_S. It must outlast the idle expiry of common
+        # clients (httpx 5 s, aiohttp 15 s): when both are equal, a client may reuse a connection at the very
+        # moment the server closes it, and that request is lost to a connection reset.
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=30,  # on SIGTERM, in-flight requests get 30 s to finish
         # No uvicorn limit_concurrency: it counts idle sockets too, so silent clients could lock everyone out.
         # Back-pressure is the app's own bounded queue (503 + Retry-After past max_queue waiting requests).
