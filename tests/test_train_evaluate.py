@@ -21,7 +21,7 @@ from aivsreal.data import load_dataset  # noqa: E402
 from aivsreal.evaluate import HEADLINE, evaluate  # noqa: E402
 from aivsreal.models import WeightsError, create, resolve_weights  # noqa: E402
 from aivsreal.runtime import Detector  # noqa: E402
-from aivsreal.train import ImageDataset, TrainConfig, train  # noqa: E402
+from aivsreal.train import ImageDataset, TrainConfig, resolve_device, train  # noqa: E402
 
 
 def test_tiny_run_writes_checkpoint_card_history_and_plot(tiny_run):
@@ -231,3 +231,60 @@ def test_make_image_classes_differ():
     a = np.asarray(make_image("real", 32, 0), dtype=float)
     b = np.asarray(make_image("ai", 32, 0), dtype=float)
     assert np.abs(a - b).mean() > 1.0
+
+
+@pytest.mark.parametrize(
+    "spec, gpus, local_rank, want",
+    [
+        ("auto", 0, 0, "cpu"),
+        ("auto", 2, 1, "cuda:1"),  # torchrun: one GPU per process
+        ("auto", 2, 3, "cuda:1"),  # more local processes than GPUs: shared round-robin
+        ("cpu", 4, 0, "cpu"),
+        ("cuda", 1, 0, "cuda:0"),
+        ("CUDA:1", 2, 0, "cuda:1"),
+    ],
+)
+def test_resolve_device(spec, gpus, local_rank, want):
+    assert resolve_device(spec, gpus, local_rank) == want
+
+
+@pytest.mark.parametrize(
+    "spec, gpus, match",
+    [
+        ("cuda", 0, "no GPU visible"),
+        ("cuda:2", 2, "2 GPU"),
+        ("cuda:x", 1, "cuda:N"),
+        ("tpu", 1, "expected auto"),
+    ],
+)
+def test_resolve_device_refuses_what_is_not_there(spec, gpus, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_device(spec, gpus)
+
+
+def test_cli_train_on_a_missing_gpu_is_a_clear_error(tmp_path, tiny_data):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aivsreal",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "r"),
+            "--pretrained",
+            "none",
+            "--device",
+            "cuda",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "device 'cuda' requested, but no GPU visible" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r" / "model.safetensors").exists()

@@ -80,7 +80,10 @@ def train(
     workers: Optional[int] = typer.Option(None, help="Data-loading worker processes."),
     seed: Optional[int] = typer.Option(None, help="Seed for splits, augmentation and init."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience (epochs)."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CPU."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (CPU or GPU)."),
+    device: Optional[str] = typer.Option(
+        None, help="auto (a GPU when one is visible) | cpu | cuda | cuda:N. Under torchrun: GPU LOCAL_RANK."
+    ),
     max_fpr: Optional[float] = typer.Option(None, help="Pick the threshold for this FPR on val reals."),
     exclude_source: Optional[list[str]] = typer.Option(None, help="Leave a source out of train/val."),
     limit: Optional[int] = typer.Option(None, help="Use at most N training images (smoke runs)."),
@@ -118,6 +121,7 @@ def train(
         seed=seed,
         patience=patience,
         bf16=bf16,
+        device=device,
         max_fpr=max_fpr,
         exclude_sources=exclude_source or None,
         limit=limit,

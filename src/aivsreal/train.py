@@ -4,6 +4,8 @@ Phase 1 trains the head on a frozen backbone; phase 2 unfreezes the last ``unfre
 units at a lower learning rate. Each epoch's state is saved atomically, so ``--resume RUN_DIR``
 continues after any interruption (kill -9 included) from the last completed epoch. Under
 ``torchrun`` (WORLD_SIZE > 1) it runs DistributedDataParallel with sharded sampling; rank 0 writes.
+It trains on a GPU when one is visible (``device: auto``; one GPU per process, ``LOCAL_RANK``, NCCL),
+otherwise on the CPU (gloo).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class TrainConfig:
     patience: int = 3
     select_on: str = "roc_auc"  # or "loss"
     bf16: bool = False
+    device: str = "auto"  # auto (a GPU when one is visible) | cpu | cuda | cuda:N
     freeze_bn: str = "auto"  # auto | yes | no
     augment: dict[str, Any] = field(default_factory=dict)
     max_fpr: float | None = None  # choose the threshold for this FPR on validation reals
@@ -121,12 +124,35 @@ def collate(batch):
     return torch.stack([xs[i] for i in keep]), torch.tensor([ys[i] for i in keep], dtype=torch.float32)
 
 
-# ---- distributed helpers ---------------------------------------------------------------------------
-def _dist_init() -> tuple[int, int]:
+# ---- device and distributed helpers ----------------------------------------------------------------
+def resolve_device(spec: str, cuda_devices: int, local_rank: int = 0) -> str:
+    """The torch device for ``spec`` (auto | cpu | cuda | cuda:N) given how many GPUs are visible.
+
+    Under torchrun each process takes GPU ``LOCAL_RANK``; asking for a GPU that is not there is an error,
+    never a silent fall-back to a CPU run that would take days."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "cpu":
+        return "cpu"
+    if spec == "auto":
+        return f"cuda:{local_rank % cuda_devices}" if cuda_devices else "cpu"
+    if spec == "cuda" or spec.startswith("cuda:"):
+        idx = local_rank if spec == "cuda" else spec.partition(":")[2]
+        if not str(idx).isdigit():
+            raise ValueError(f"device {spec!r}: expected cuda:N with N a GPU index")
+        if int(idx) >= cuda_devices:
+            seen = f"{cuda_devices} GPU(s) visible" if cuda_devices else "no GPU visible to torch"
+            raise ValueError(f"device {spec!r} requested, but {seen} (use --device cpu or auto)")
+        return f"cuda:{idx}"
+    raise ValueError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def _dist_init(device: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        # the loop keeps tensors on the CPU: gloo serves them; NCCL only ever gets CUDA tensors
-        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))  # collectives and object broadcasts use this GPU
+        # gloo for CPU tensors (object broadcasts, CPU runs); NCCL for gradients on GPUs
+        backend = "cpu:gloo,cuda:nccl" if device.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
@@ -142,6 +168,8 @@ def _versions() -> dict[str, str]:
         "timm": timm.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
+        "cuda": torch.version.cuda or "",
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
     }
 
 
@@ -150,13 +178,14 @@ def evaluate_logits(
     model: nn.Module, loader: DataLoader, bf16: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
+    device = next(model.parameters()).device
     ys, zs = [], []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for b in loader:
             if b is None:
                 continue
             x, y = b
-            zs.append(model(x).float().numpy())
+            zs.append(model(x.to(device, non_blocking=True)).float().cpu().numpy())
             ys.append(y.numpy())
     if not zs:
         return np.zeros(0), np.zeros(0)
@@ -209,7 +238,9 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig, phase: int) -> torch.opt
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the best checkpoint."""
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    rank, world = _dist_init()
+    cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = torch.device(resolve_device(cfg.device, cuda_devices, int(os.environ.get("LOCAL_RANK", "0"))))
+    rank, world = _dist_init(str(device))
     run = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -237,7 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         )
 
     pp = default_preprocess(cfg.model, policy=cfg.policy, size=cfg.size)
-    model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head)
+    model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head).to(device)
     freeze_bn = cfg.freeze_bn == "yes" or (cfg.freeze_bn == "auto" and has_folded_batchnorm(model.backbone))
     if rank == 0 and not resume:
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -251,11 +282,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     loader_kw: dict[str, Any] = dict(batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
     if cfg.workers > 0:
         loader_kw["persistent_workers"] = False
+    if device.type == "cuda":
+        loader_kw["pin_memory"] = True
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
 
     ddp_model: nn.Module = model
     if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     start = int(state["epoch"])
     phase = _phase_of(start, cfg.epochs_head)
@@ -295,15 +330,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if b is None:
                 continue
             x, y = b
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 z = ddp_model(x)
             loss = loss_fn(z.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(float(loss))
-            ys.append(y.numpy())
-            zs.append(z.detach().float().numpy())
+            ys.append(y.cpu().numpy())
+            zs.append(z.detach().float().cpu().numpy())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         epoch_time = time.time() - t0
         ytr, ztr = np.concatenate(ys), np.concatenate(zs)
