@@ -73,6 +73,14 @@ VARIANTS.update({f"LOFO {fam}": {"exclude_sources": srcs} for fam, srcs in FAMIL
 VARIANTS.update(
     {f"LOFO {fam} (resize)": {"exclude_sources": srcs, "policy": "resize"} for fam, srcs in FAMILIES.items()}
 )
+# the best pooled AUC (EfficientNet-Lite0) must also be checked on unseen families
+VARIANTS.update(
+    {
+        f"LOFO {fam} (Lite0)": {"exclude_sources": srcs, "model": "tf_efficientnet_lite0"}
+        for fam, srcs in FAMILIES.items()
+    }
+)
+LOFO_TAGS = {"": "native crop, Small", " (resize)": "resize, Small", " (Lite0)": "native crop, Lite0"}
 
 
 def slug(name: str) -> str:
@@ -131,6 +139,11 @@ def run_variant(name: str, overrides: dict, base: dict, out: Path, epochs: int) 
     return entry
 
 
+def lofo_suffix(variant: str) -> str:
+    """The recipe tag of a LOFO variant name: "", " (resize)" or " (Lite0)"."""
+    return next((t for t in LOFO_TAGS if t and variant.endswith(t)), "")
+
+
 def to_markdown(results: list[dict]) -> str:
     lines = [
         "| variant | clean bal. acc | clean AUC | web bal. acc | hard bal. acc | train s |",
@@ -159,10 +172,8 @@ def to_markdown(results: list[dict]) -> str:
                 f"{c['specificity']:.3f} | {c['balanced_accuracy']:.3f} | {c['auc_heldout_vs_real']:.3f} | "
                 f"{r['hard']['balanced_accuracy']:.3f} |"
             )
-        for tag, group in (
-            ("native crop", [r for r in lofo if "(resize)" not in r["variant"]]),
-            ("resize", [r for r in lofo if "(resize)" in r["variant"]]),
-        ):
+        for suffix, tag in LOFO_TAGS.items():
+            group = [r for r in lofo if lofo_suffix(r["variant"]) == suffix]
             if group:
                 mean = np.mean([r["clean"]["balanced_accuracy"] for r in group])
                 auc = np.mean([r["clean"]["auc_heldout_vs_real"] for r in group])

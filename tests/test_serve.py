@@ -312,3 +312,30 @@ def test_page_served_with_local_assets(server):
     wasm = httpx.get(f"{server['base']}/assets/ort-wasm-simd-threaded.wasm", timeout=30)
     assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
     assert wasm.content[:4] == b"\0asm"
+
+
+def test_api_docs_load_swagger_ui_from_this_server(detector, tmp_path):
+    """/docs references only this server's own assets (FastAPI's default pulls Swagger UI from a CDN, which a
+    closed network cannot reach), and every asset it references is served; unbuilt, it says how to build."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from aivsreal.serve import WEB_STATIC, create_app
+
+    with TestClient(create_app(detector=detector, static_dir=tmp_path)) as c:
+        r = c.get("/docs")
+        assert r.status_code == 200 and "not built" in r.text and "/openapi.json" in r.text
+        assert c.get("/redoc").status_code == 404  # ReDoc would come from a CDN: not offered
+    if not (WEB_STATIC / "assets" / "swagger" / "swagger-ui-bundle.js").is_file():
+        pytest.skip("web bundle not built (cd web && npm ci && npm run build): only the fallback checked")
+    with TestClient(create_app(detector=detector)) as c:
+        r = c.get("/docs")
+        assert r.status_code == 200 and "SwaggerUIBundle" in r.text
+        assert not re.search(r"(https?:)?//", r.text), "the docs page references another origin"
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert {"/assets/swagger/swagger-ui-bundle.js", "/assets/swagger/swagger-ui.css"} <= set(refs)
+        for ref in refs:
+            a = c.get(ref)
+            assert a.status_code == 200 and len(a.content) > 0, ref
+        assert c.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]

@@ -207,6 +207,23 @@ def test_page_scores_images_on_server_and_on_device(server, images, browser):
     print(f"\nin-browser latency per image: {report}")
 
 
+@pytest.mark.browser
+@needs_browser
+def test_api_docs_render_offline(server, browser):
+    """Swagger UI at /docs renders the API in Chromium with every request kept on this server."""
+    from playwright.sync_api import expect
+
+    page = browser().new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{server}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/predict")).to_have_count(1, timeout=30_000)
+    assert page.locator(".opblock-summary-path", has_text="/healthz").count() == 1
+    foreign = [u for u in requests if not u.startswith(server) and not u.startswith(("data:", "blob:"))]
+    assert not foreign, foreign
+    assert f"{server}/openapi.json" in requests
+
+
 def _vectors(model_card: ModelCard) -> list[dict]:
     """Images (as files) and the tensors Python makes of them, under several preprocessing policies."""
     pp_model = model_card.preprocess

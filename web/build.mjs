@@ -2,7 +2,7 @@
 //
 //   npm run build [-- --model PATH] [--only page|extension] [--no-zip]
 //
-// page      → ../src/aivsreal/web_static/ (index.html, assets/: bundles, style.css, ORT wasm); served by
+// page      → ../src/aivsreal/web_static/ (index.html, assets/: bundles, style.css, ORT wasm, Swagger UI); served by
 //             `aivsreal serve` and packaged by `pip install .`
 // extension → dist/extension/ (unpacked, loadable with "Load unpacked") and dist/aivsreal-extension.zip,
 //             with the ONNX model from --model (default: ../src/aivsreal/models_dist/default.onnx) and
@@ -31,6 +31,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(here, "package.json"), "utf8"))
 const WASM = "ort-wasm-simd-threaded.wasm";
 const wasmSrc = path.join(here, "node_modules/onnxruntime-web/dist", WASM);
 const TARGET = ["chrome116", "firefox120", "safari17"];
+const SWAGGER_FILES = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE", "NOTICE"];
 
 function fail(msg) {
   console.error(`build: error: ${msg}`);
@@ -75,7 +76,10 @@ async function buildPage() {
   copy(path.join(here, "page/index.html"), path.join(out, "index.html"));
   copy(path.join(here, "page/style.css"), path.join(out, "assets/style.css"));
   copy(wasmSrc, path.join(out, "assets", WASM));
-  console.log(`page      → ${path.relative(repo, out)}/`);
+  // The API docs (/docs) load Swagger UI from here too, not from a CDN.
+  const swagger = path.join(here, "node_modules/swagger-ui-dist");
+  for (const name of SWAGGER_FILES) copy(path.join(swagger, name), path.join(out, "assets/swagger", name));
+  console.log(`page      → ${path.relative(repo, out)}/ (with Swagger UI for /docs)`);
 }
 
 function modelPath() {

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from python_multipart.exceptions import FormParserError
@@ -322,6 +323,8 @@ def create_app(
         version=__version__,
         description="Tell AI-generated images from real photographs. Scores are calibrated P(AI).",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: FastAPI's default loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.service = svc
 
@@ -418,11 +421,29 @@ def create_app(
         text = json.dumps(body, ensure_ascii=False, default=str, allow_nan=False)
         return Response(text, status_code=status or 200, media_type="application/json")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        swagger = static / "assets" / "swagger"
+        if not (swagger / "swagger-ui-bundle.js").is_file():
+            return HTMLResponse(
+                _NOT_BUILT.format(
+                    what="API docs page", link='its schema at <a href="/openapi.json">/openapi.json</a>'
+                )
+            )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="aivsreal API",
+            swagger_js_url="/assets/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/assets/swagger/swagger-ui.css",
+            swagger_favicon_url="/assets/swagger/favicon-32x32.png",
+        )
+
     @app.get("/", include_in_schema=False)
     async def index() -> Any:
         page = static / "index.html"
         if not page.is_file():
-            return HTMLResponse(_NOT_BUILT, headers={"Content-Security-Policy": PAGE_CSP})
+            page_html = _NOT_BUILT.format(what="web page", link='<a href="/docs">/docs</a>')
+            return HTMLResponse(page_html, headers={"Content-Security-Policy": PAGE_CSP})
         return FileResponse(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
     app.mount("/assets", StaticFiles(directory=static / "assets", check_dir=False), name="assets")
@@ -430,9 +451,9 @@ def create_app(
 
 
 _NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>aivsreal</title>
-<body><h1>aivsreal</h1><p>The web page is not built. Run
+<body><h1>aivsreal</h1><p>The {what} is not built. Run
 <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> and restart.
-The API works: <a href="/docs">/docs</a>, <code>POST /v1/predict</code>.</p></body></html>"""
+The API works: {link}, <code>POST /v1/predict</code>.</p></body></html>"""
 
 
 def run(
