@@ -238,7 +238,6 @@ def test_make_image_classes_differ():
     [
         ("auto", 0, 0, "cpu"),
         ("auto", 2, 1, "cuda:1"),  # torchrun: one GPU per process
-        ("auto", 2, 3, "cuda:1"),  # more local processes than GPUs: shared round-robin
         ("cpu", 4, 0, "cpu"),
         ("cuda", 1, 0, "cuda:0"),
         ("CUDA:1", 2, 0, "cuda:1"),
@@ -249,17 +248,18 @@ def test_resolve_device(spec, gpus, local_rank, want):
 
 
 @pytest.mark.parametrize(
-    "spec, gpus, match",
+    "spec, gpus, local_rank, match",
     [
-        ("cuda", 0, "no GPU visible"),
-        ("cuda:2", 2, "2 GPU"),
-        ("cuda:x", 1, "cuda:N"),
-        ("tpu", 1, "expected auto"),
+        ("cuda", 0, 0, "no GPU visible"),
+        ("cuda:2", 2, 0, "2 GPU"),
+        ("cuda:x", 1, 0, "cuda:N"),
+        ("tpu", 1, 0, "expected auto"),
+        ("auto", 2, 2, "one process per GPU"),  # torchrun with more processes than GPUs
     ],
 )
-def test_resolve_device_refuses_what_is_not_there(spec, gpus, match):
+def test_resolve_device_refuses_what_is_not_there(spec, gpus, local_rank, match):
     with pytest.raises(ValueError, match=match):
-        resolve_device(spec, gpus)
+        resolve_device(spec, gpus, local_rank)
 
 
 def test_cli_train_on_a_missing_gpu_is_a_clear_error(tmp_path, tiny_data):

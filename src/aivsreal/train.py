@@ -133,8 +133,15 @@ def resolve_device(spec: str, cuda_devices: int, local_rank: int = 0) -> str:
     spec = (spec or "auto").strip().lower()
     if spec == "cpu":
         return "cpu"
+    if spec == "auto" and not cuda_devices:
+        return "cpu"
+    if spec == "auto" and local_rank >= cuda_devices:  # NCCL cannot put two ranks on one GPU
+        raise ValueError(
+            f"process LOCAL_RANK {local_rank} has no GPU of its own ({cuda_devices} visible): start one "
+            "process per GPU (torchrun --nproc_per_node N) or use --device cpu"
+        )
     if spec == "auto":
-        return f"cuda:{local_rank % cuda_devices}" if cuda_devices else "cpu"
+        return f"cuda:{local_rank}"
     if spec == "cuda" or spec.startswith("cuda:"):
         idx = local_rank if spec == "cuda" else spec.partition(":")[2]
         if not str(idx).isdigit():
