@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 from helpers import DEV, make_dataset, make_image
+from hostile import run_cli
 
 torch = pytest.importorskip("torch")
 
@@ -265,26 +266,10 @@ def test_resolve_device_refuses_what_is_not_there(spec, gpus, local_rank, match)
 def test_cli_train_on_a_missing_gpu_is_a_clear_error(tmp_path, tiny_data):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aivsreal",
-            "train",
-            "--data",
-            str(tiny_data),
-            "--out",
-            str(tmp_path / "r"),
-            "--pretrained",
-            "none",
-            "--device",
-            "cuda",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = tmp_path / "r"
+    r = run_cli(
+        ["train", "--data", str(tiny_data), "--out", str(out), "--pretrained", "none", "--device", "cuda"]
     )
-    assert r.returncode == 2, r.stderr
+    assert r.rc == 2, r.stderr
     assert "device 'cuda' requested, but no GPU visible" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "r" / "model.safetensors").exists()
+    assert not (out / "model.safetensors").exists()
