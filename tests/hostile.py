@@ -81,6 +81,11 @@ def jpeg_with_app1(payload: bytes) -> bytes:
     return data[:2] + seg + data[2:]
 
 
+# An EPS program that never ends: Ghostscript would loop on it forever (Pillow's EPS plugin runs gs).
+EPS_LOOP = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n{ } loop\n"
+PS_PLAIN = b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke showpage\n"
+
+
 def exif_with_orientation(value: int) -> bytes:
     ex = Image.Exif()
     ex[0x0112] = value
@@ -197,6 +202,10 @@ def make_corpus(root: Path, *, with_specials: bool = True) -> list[Case]:
         {"corrupt", "not_an_image"},
         "bad WebP",
     )
+
+    # PostScript must never reach Ghostscript, whatever the file is called: not an image at all here
+    put("eps_loop_named_as.jpg", EPS_LOOP, False, {"not_an_image"}, "EPS with an endless loop, named .jpg")
+    put("postscript_named_as.png", PS_PLAIN, False, {"not_an_image"}, "PostScript named .png")
 
     if with_specials:
         loop = root / "symlink_loop.jpg"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .imageio import IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, DecodeError, decode
+from .imageio import IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, DecodeError, decode, open_image
 
 REAL, AI = 0, 1
 LABEL_NAMES = {REAL: "real", AI: "ai"}
@@ -276,7 +276,7 @@ def _hash_file(path: str) -> int | None:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt EXIF etc. is reported by summarize, not as noise here
-            with Image.open(path) as im:
+            with open_image(path) as im:  # supported formats only (never Ghostscript)
                 im.draft("L", (64, 64))
                 w, h = im.size
                 if w * h > MAX_PIXELS:

@@ -21,6 +21,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 64_000_000  # ~8000×8000; more is refused before decoding
 MAX_FILE_BYTES = 100 * 1024 * 1024
+# The only Pillow plugins ever tried on a user's bytes (``Image.open(formats=...)``): never EPS/PS (Pillow
+# hands those to Ghostscript), PDF, ICNS, SGI ... whatever the file is named.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif")
 
@@ -114,11 +116,24 @@ def decode(
     raise DecodeError("unsupported_input", f"cannot decode a {type(source).__name__}")
 
 
+def open_image(fp: Any) -> Image.Image:
+    """``Image.open`` restricted to :data:`SUPPORTED_FORMATS`: the one way user bytes reach Pillow.
+
+    Other plugins are never even tried, so an EPS file (named ``.jpg`` or not) is not an image here and
+    never reaches Ghostscript. Raises what ``Image.open`` raises (``UnidentifiedImageError`` ...).
+    """
+    Image.init()
+    # MPO has no opener of its own (the JPEG plugin returns MPO images); a plugin registered later (HEIF)
+    # counts once it is in Image.OPEN.
+    formats = [f for f in SUPPORTED_FORMATS if f in Image.OPEN]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Image.open(fp, formats=formats)
+
+
 def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedImage:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(fp)
+        im = open_image(fp)
     except UnidentifiedImageError:
         raise DecodeError("not_an_image", "not a recognised image format") from None
     except MemoryError:

@@ -104,7 +104,7 @@ def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
-    out = Image.open(buf)
+    out = Image.open(buf, formats=("JPEG",))
     out.load()
     return out.convert("RGB")
 

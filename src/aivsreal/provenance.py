@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .imageio import MAX_FILE_BYTES, MAX_PIXELS, to_rgb
+from .imageio import MAX_FILE_BYTES, MAX_PIXELS, open_image, to_rgb
 
 MAX_XMP_BYTES = 1 << 20  # larger XMP packets are reported as an error item, not parsed
 MAX_TEXT_BYTES = 8 << 20  # text chunks / JSON larger than this are not parsed
@@ -237,9 +237,7 @@ def inspect_bytes(data: bytes, name: str = "<bytes>") -> dict[str, Any]:
     error = None
     im, fmt = None, None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+        im = open_image(io.BytesIO(data))  # supported formats only: EPS never reaches Ghostscript
         fmt = im.format
     except UnidentifiedImageError:
         sniffed = _sniff_mime(data)

@@ -1,0 +1,108 @@
+"""Attacks of issue 17 (legal-looking bombs, Ghostscript, resume, output paths, cards, server limits).
+
+Each test fails on the code before its fix; each is bounded in time and memory (2 shared cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hostile import EPS_LOOP, PS_PLAIN, run_cli
+
+from aivsreal.imageio import DecodeError, decode
+
+
+# ---- 2. PostScript never reaches Ghostscript ------------------------------------------------------
+@pytest.fixture()
+def fake_gs(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``gs`` first on PATH that only records that it was run (returns bin dir, marker file)."""
+    bindir, marker = tmp_path / "bin", tmp_path / "gs_was_run"
+    bindir.mkdir()
+    (bindir / "gs").write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 0\n')
+    (bindir / "gs").chmod(0o755)
+    return bindir, marker
+
+
+@pytest.fixture()
+def eps_spy(monkeypatch) -> list[str]:
+    """Record every use of Pillow's EPS plugin in this process (its parser or Ghostscript)."""
+    from PIL import EpsImagePlugin
+
+    calls: list[str] = []
+    real_open = EpsImagePlugin.EpsImageFile._open
+
+    def spy_open(self):
+        calls.append("EpsImageFile._open")
+        return real_open(self)
+
+    def spy_gs(*a, **k):
+        calls.append("Ghostscript")
+        raise OSError("Ghostscript must never run")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy_open)
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", spy_gs)
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: calls.append("has_ghostscript") or True)
+    return calls
+
+
+def _eps_files(root: Path) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, data in (("x.jpg", EPS_LOOP), ("y.png", PS_PLAIN), ("z.eps", EPS_LOOP)):
+        (root / name).write_bytes(data)
+        out.append(root / name)
+    return out
+
+
+def test_postscript_never_opened_by_the_eps_plugin_in_process(tmp_path, eps_spy):
+    """decode, provenance (path and bytes), the dataset hash: the EPS plugin is not even tried."""
+    pytest.importorskip("aivsreal.provenance")
+    from aivsreal.data import _hash_file
+    from aivsreal.provenance import inspect_bytes, inspect_path
+
+    for f in _eps_files(tmp_path):
+        with pytest.raises(DecodeError) as ei:
+            decode(f)
+        assert ei.value.kind == "not_an_image", f
+        with pytest.raises(DecodeError):
+            decode(f.read_bytes())
+        assert inspect_path(f)["error"]["kind"] == "not_an_image"
+        assert inspect_bytes(f.read_bytes(), f.name)["error"]["kind"] == "not_an_image"
+        assert _hash_file(str(f)) is None
+    assert eps_spy == []
+
+
+def test_postscript_never_reaches_ghostscript_over_http(tiny_onnx, eps_spy):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from aivsreal.serve import create_app
+
+    with TestClient(create_app(model=str(tiny_onnx), workers=1)) as client:
+        files = [("files", ("x.jpg", EPS_LOOP, "image/jpeg")), ("files", ("y.png", PS_PLAIN, "image/png"))]
+        r = client.post("/v1/predict?provenance=true", files=files)
+    assert r.status_code == 415, r.text
+    for row in r.json()["results"]:
+        assert row["error"]["kind"] == "not_an_image"
+        assert row["provenance"]["error"]["kind"] == "not_an_image"
+    assert eps_spy == []
+
+
+@pytest.mark.slow
+def test_postscript_never_reaches_ghostscript_from_the_cli(tmp_path, fake_gs, tiny_onnx):
+    """inspect, predict --provenance and data summary with a ``gs`` on PATH: it is never run."""
+    bindir, marker = fake_gs
+    files = [str(f) for f in _eps_files(tmp_path / "eps")]
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ins = run_cli(["inspect", *files, "--json"], timeout=60, env=env)
+    assert ins.rc == 1 and "Traceback" not in ins.stderr, ins.stderr
+    assert {json.loads(line)["error"]["kind"] for line in ins.lines()} == {"not_an_image"}
+    pred = run_cli(
+        ["predict", *files, "--provenance", "--json", "--model", str(tiny_onnx)], timeout=60, env=env
+    )
+    assert pred.rc == 1 and "Traceback" not in pred.stderr, pred.stderr
+    assert {json.loads(line)["error"]["kind"] for line in pred.lines()} == {"not_an_image"}
+    assert not marker.exists(), marker.read_text()
