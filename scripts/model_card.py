@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from aivsreal.card import ModelCard, atomic_write_text
+from aivsreal.card import ModelCard
+from aivsreal.fsutil import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "src" / "aivsreal" / "models_dist"

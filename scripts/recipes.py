@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from aivsreal.card import atomic_write_text
 from aivsreal.data import load_dataset
 from aivsreal.evaluate import evaluate
+from aivsreal.fsutil import atomic_write_text
 from aivsreal.train import TrainConfig, train
 
 FAMILIES = {

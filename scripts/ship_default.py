@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from aivsreal.card import ModelCard, atomic_write_bytes, atomic_write_text, card_path_for, sha256_file
+from aivsreal.card import ModelCard, card_path_for
 from aivsreal.evaluate import evaluate, public
 from aivsreal.export import export_model
+from aivsreal.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 from aivsreal.metrics import ece, sigmoid
+from aivsreal.onnx_card import set_card
 from aivsreal.runtime import Detector
 
 DIST = Path(__file__).resolve().parents[1] / "src" / "aivsreal" / "models_dist"
@@ -29,11 +31,7 @@ MODEL_ID = "aivsreal-default-v1"
 def rewrite_card(path: Path, card: ModelCard) -> None:
     """Replace the card embedded in an ONNX file, then refresh its sidecar (new sha256)."""
     m = onnx.load(str(path))
-    for p in list(m.metadata_props):
-        if p.key == "aivsreal_card":
-            m.metadata_props.remove(p)
-    e = m.metadata_props.add()
-    e.key, e.value = "aivsreal_card", card.to_json()
+    set_card(m, card)
     atomic_write_bytes(path, m.SerializeToString())
     side = ModelCard.from_dict(card.to_dict())
     side.weights_file, side.weights_sha256 = path.name, sha256_file(path)

@@ -100,18 +100,15 @@ def recalibrated(onnx_path: Path, out_dir: Path, temperature: float = 1.0) -> Pa
     """
     import onnx
 
-    from aivsreal.card import ModelCard, card_path_for, sha256_file
+    from aivsreal.card import ModelCard, card_path_for
+    from aivsreal.fsutil import sha256_file
+    from aivsreal.onnx_card import card_json_of, set_card
 
     m = onnx.load(str(onnx_path))
-    meta = {p.key: p.value for p in m.metadata_props}
-    card = ModelCard.from_json(meta["aivsreal_card"])
+    card = ModelCard.from_json(card_json_of(m))
     card.temperature = temperature
     card.model_id = f"{card.model_id}-t{temperature:g}"
-    for p in list(m.metadata_props):
-        if p.key == "aivsreal_card":
-            m.metadata_props.remove(p)
-    entry = m.metadata_props.add()
-    entry.key, entry.value = "aivsreal_card", card.to_json()
+    set_card(m, card)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "model.onnx"
     out.write_bytes(m.SerializeToString())

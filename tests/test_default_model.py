@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import DEV, ROOT
 
-from aivsreal.card import ModelCard, card_path_for, sha256_file
+from aivsreal.card import ModelCard, card_path_for
+from aivsreal.fsutil import sha256_file
 from aivsreal.runtime import DEFAULT_MODEL_DIR, Detector
 
 FILES = ["default.onnx", "default.int8.onnx"]

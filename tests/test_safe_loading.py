@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from hostile import run_cli
 
-from aivsreal.card import CardError, ModelCard, card_path_for, sha256_file
+from aivsreal.card import CardError, ModelCard, card_path_for
+from aivsreal.fsutil import sha256_file
+from aivsreal.onnx_card import CARD_KEY
 from aivsreal.runtime import Detector, ModelLoadError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "aivsreal"
@@ -157,7 +159,7 @@ def test_onnx_with_swapped_card_metadata_refused(tiny_onnx, tmp_path):
     model = _onnx_copy(tiny_onnx, tmp_path / "m")
     m = onnx.load(str(model))
     for p in m.metadata_props:
-        if p.key == "aivsreal_card":
+        if p.key == CARD_KEY:
             d = json.loads(p.value)
             d["threshold"] = 0.01
             p.value = json.dumps(d)

@@ -16,10 +16,11 @@ from hostile import run_cli
 torch = pytest.importorskip("torch")
 
 from aivsreal import card as card_mod  # noqa: E402
-from aivsreal.card import ModelCard, Preprocess, card_path_for, sha256_file  # noqa: E402
+from aivsreal.card import ModelCard, Preprocess, card_path_for  # noqa: E402
 from aivsreal.checkpoint import load_checkpoint  # noqa: E402
 from aivsreal.data import load_dataset  # noqa: E402
 from aivsreal.evaluate import HEADLINE, evaluate  # noqa: E402
+from aivsreal.fsutil import sha256_file  # noqa: E402
 from aivsreal.models import WeightsError, create, resolve_weights  # noqa: E402
 from aivsreal.runtime import Detector  # noqa: E402
 from aivsreal.train import ImageDataset, TrainConfig, resolve_device, train  # noqa: E402

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import DEV
 
-from aivsreal.card import ModelCard, card_path_for, sha256_file
+from aivsreal.card import ModelCard, card_path_for
+from aivsreal.fsutil import sha256_file
 from aivsreal.imageio import is_image_path
 from aivsreal.runtime import DEFAULT_MODEL_DIR, Detector
 

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from .card import CardError, ModelCard
-from .runtime import Detector, ModelLoadError, OnnxBackend, read_onnx_card
+from .onnx_card import read_onnx_card
+from .runtime import Detector, ModelLoadError, OnnxBackend
 
 DEFAULT_MODELS = ("tf_mobilenetv3_small_100", "tf_mobilenetv3_large_minimal_100", "tf_mobilenetv3_large_100")
 IMAGE_SIZE = (1024, 768)  # a typical web photo: longest side 1024 px

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from .card import ModelCard, atomic_write_many, card_path_for
-from .models import Detector, create
+from .card import ModelCard, card_path_for
+from .fsutil import atomic_write_many
+from .models import DetectorNet, create
 
 
 def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.PathLike) -> Path:
@@ -25,7 +26,7 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.Path
     return p
 
 
-def load_model(weights: str | os.PathLike, card: ModelCard) -> Detector:
+def load_model(weights: str | os.PathLike, card: ModelCard) -> DetectorNet:
     """Rebuild the architecture named by the card and load the weights (eval mode)."""
     model = create(card.backbone, pretrained="none", head=card.head)
     try:
@@ -36,7 +37,7 @@ def load_model(weights: str | os.PathLike, card: ModelCard) -> Detector:
     return model.eval()
 
 
-def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[Detector, ModelCard, Path]:
+def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[DetectorNet, ModelCard, Path]:
     """A checkpoint file or run dir → (model, card, weights path); sha256 checked against the card."""
     p = Path(path)
     if p.is_dir():

@@ -293,7 +293,7 @@ def _table(preds, provenance: bool) -> str:
 
 
 def _write_csv(path: Path, preds) -> None:
-    from .card import atomic_write_text
+    from .fsutil import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf)

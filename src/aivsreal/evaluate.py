@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .card import atomic_write_bytes, atomic_write_text
 from .data import LABEL_NAMES, Sample, load_dataset
+from .fsutil import atomic_write_bytes, atomic_write_text
 from .imageio import DecodeError
 from .metrics import binary_metrics, pr_curve, roc_auc, roc_curve, threshold_for_fpr
 from .preprocess import apply_tier, load, to_input

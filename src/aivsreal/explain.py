@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .card import ModelCard, Preprocess, atomic_write_bytes
+from .card import ModelCard, Preprocess
+from .fsutil import atomic_write_bytes
 from .imageio import DecodeError, ImageSource, decode
 from .preprocess import to_input
 

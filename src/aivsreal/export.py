@@ -1,7 +1,7 @@
 """Checkpoint → ONNX (fp32, and static int8 QDQ), card embedded, verified against torch.
 
 The exported graph maps a (N, 3, s, s) float32 batch to N raw logits; the card in the file's
-metadata (key ``aivsreal_card``) and in a sidecar JSON carries preprocessing, threshold and
+metadata (:mod:`aivsreal.onnx_card`) and in a sidecar JSON carries preprocessing, threshold and
 temperature, and the sidecar records the file's sha256.
 """
 
@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .card import ModelCard, card_path_for, sha256_file
+from .card import ModelCard, card_path_for
 from .checkpoint import load_checkpoint
 from .data import load_dataset
+from .fsutil import sha256_file
 from .imageio import DecodeError, is_image_path
 from .metrics import roc_auc, sigmoid
+from .onnx_card import card_json_of, set_card
 from .preprocess import load, to_input
 
 OPSET = 17
@@ -81,21 +83,13 @@ def _write_onnx(model: torch.nn.Module, card: ModelCard, path: Path) -> None:
             dynamo=False,
         )
         m = onnx.load(str(tmp))
-        _embed_card(m, card)
+        set_card(m, card)
         onnx.checker.check_model(m)
         _atomic_onnx_save(m, path)
 
 
-def _embed_card(m: Any, card: ModelCard) -> None:
-    for p in list(m.metadata_props):
-        if p.key == "aivsreal_card":
-            m.metadata_props.remove(p)
-    entry = m.metadata_props.add()
-    entry.key, entry.value = "aivsreal_card", card.to_json()
-
-
 def _atomic_onnx_save(m: Any, path: Path) -> None:
-    from .card import atomic_write_bytes
+    from .fsutil import atomic_write_bytes
 
     atomic_write_bytes(path, m.SerializeToString())
 
@@ -154,9 +148,10 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
                 extra_options={"CalibPercentile": 99.99},
             )
         m = onnx.load(str(q))
-        card_json = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
-        entry = m.metadata_props.add()
-        entry.key, entry.value = "aivsreal_card", card_json["aivsreal_card"]
+        card_json = card_json_of(onnx.load(str(fp32), load_external_data=False))
+        if card_json is None:
+            raise ValueError(f"{fp32}: no aivsreal card in its metadata")
+        set_card(m, card_json)
         _atomic_onnx_save(m, out)
 
 

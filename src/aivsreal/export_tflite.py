@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .card import ModelCard, atomic_write_bytes, sha256_file
+from .card import ModelCard
+from .fsutil import atomic_write_bytes, sha256_file
+from .onnx_card import CARD_KEY  # the same key names the card in TFLite metadata
 
 PARITY_TOL = 1e-3  # |Δlogit| vs ONNX Runtime; XNNPACK and MLAS sum in different orders
-CARD_KEY = "aivsreal_card"
 NEEDED = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert", "flatbuffers": "flatbuffers"}
 
 

@@ -25,8 +25,11 @@ class WeightsError(FileNotFoundError):
     """Pretrained weights were asked for but cannot be found or do not fit the model."""
 
 
-class Detector(nn.Module):
-    """Backbone → pooled features → head → one logit (positive = AI-generated)."""
+class DetectorNet(nn.Module):
+    """The torch module: backbone → pooled features → head → one logit (positive = AI-generated).
+
+    Not to be confused with :class:`aivsreal.runtime.Detector`, which scores images with any backend.
+    """
 
     def __init__(self, backbone: nn.Module, head: str = "linear", dropout: float = 0.2):
         super().__init__()
@@ -81,7 +84,7 @@ def create(
     pretrained: str | os.PathLike | None = None,
     head: str = "linear",
     dropout: float = 0.2,
-) -> Detector:
+) -> DetectorNet:
     """A timm backbone (``num_classes=0``, average pool) with a one-logit head and local weights."""
     try:
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
@@ -98,7 +101,7 @@ def create(
                 f"{path} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys "
                 f"(e.g. {(missing or unexpected)[:3]})"
             )
-    return Detector(backbone, head=head, dropout=dropout)
+    return DetectorNet(backbone, head=head, dropout=dropout)
 
 
 def default_preprocess(name: str, policy: str = "native_crop", size: int | None = None) -> Preprocess:
@@ -132,7 +135,7 @@ def has_folded_batchnorm(model: nn.Module) -> bool:
     return folded >= 0.9 * len(bns)
 
 
-def backbone_units(model: Detector) -> list[nn.Module]:
+def backbone_units(model: DetectorNet) -> list[nn.Module]:
     """The backbone cut into ordered units (stem, each block, head conv) for gradual unfreezing."""
     bb = model.backbone
     units: list[nn.Module] = []
@@ -150,7 +153,7 @@ def backbone_units(model: Detector) -> list[nn.Module]:
     return units
 
 
-def set_trainable(model: Detector, unfreeze_last: int) -> int:
+def set_trainable(model: DetectorNet, unfreeze_last: int) -> int:
     """Freeze the backbone except its last ``unfreeze_last`` units (-1: all); the head always trains.
 
     Returns the number of trainable parameters.

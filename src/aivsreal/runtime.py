@@ -21,15 +21,12 @@ import numpy as np
 from .card import CardError, ModelCard, card_path_for
 from .imageio import DecodeError, ImageSource, describe_source
 from .metrics import sigmoid
+from .onnx_card import ModelLoadError, read_onnx_card
 from .preprocess import apply_tier, load, to_input, tta_views
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models_dist"
 DEFAULT_MODEL_NAME = "default.onnx"
 MODEL_ENV = "AIVSREAL_MODEL"
-
-
-class ModelLoadError(RuntimeError):
-    """A model file is missing, unreadable, or fails its card's checks."""
 
 
 @dataclass
@@ -125,35 +122,6 @@ class TorchBackend:
             return (
                 self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).double().numpy()
             )
-
-
-def read_onnx_card(path: Path) -> ModelCard:
-    """The card stored in an ONNX file's metadata (key ``aivsreal_card``), else its sidecar JSON."""
-    side = card_path_for(path)
-    try:
-        import onnx
-
-        m = onnx.load(str(path), load_external_data=False)
-        meta = {p.key: p.value for p in m.metadata_props}
-        if "aivsreal_card" in meta:
-            return ModelCard.from_json(meta["aivsreal_card"])
-    except ImportError:
-        pass
-    except CardError:
-        raise
-    except Exception as e:
-        raise ModelLoadError(f"{path}: cannot read ONNX file: {e}") from None
-    if side.is_file():
-        return ModelCard.read(side)
-    import onnxruntime as ort
-
-    try:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    except Exception as e:
-        raise ModelLoadError(f"{path}: not a loadable ONNX model: {e}") from None
-    if "aivsreal_card" in meta.custom_metadata_map:
-        return ModelCard.from_json(meta.custom_metadata_map["aivsreal_card"])
-    raise ModelLoadError(f"{path}: no aivsreal card in its metadata and no {side.name} beside it")
 
 
 def default_model_path() -> Path:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .card import atomic_write_bytes, card_path_for
+from .card import card_path_for
+from .fsutil import atomic_write_bytes
 from .imageio import MAX_FILE_BYTES, is_image_path
 from .runtime import Detector, Prediction
 from .sources import expand_inputs

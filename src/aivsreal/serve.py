@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from . import __version__
-from .card import sha256_file
+from .fsutil import sha256_file
 from .imageio import MAX_PIXELS, DecodeError, decode
 from .preprocess import draft_size, to_input
 from .runtime import Detector, Prediction

@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 from . import __version__
 from .augment import AugmentConfig, rng_for, train_view
-from .card import ModelCard, Preprocess, atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from .card import ModelCard, Preprocess
 from .checkpoint import save_checkpoint
 from .data import Sample, load_dataset, summarize
+from .fsutil import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from .imageio import DecodeError
 from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
 from .models import create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
