@@ -116,3 +116,38 @@ def test_bench_bad_model_is_a_clear_error(tmp_path):
     p = run_cli("--quick", "--model", "no_such_timm_model")
     assert p.returncode == 2
     assert "no_such_timm_model" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bench_ray_engine_errors_are_clear(tmp_path):
+    """The Ray benchmark is a bench engine (no second argparse in scale.py); bad asks fail before Ray starts."""
+    missing = tmp_path / "nope.onnx"
+    p = run_cli("--engine", "ray", "--model", str(missing), timeout=120)
+    assert p.returncode == 2 and str(missing) in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("--engine", "warp", timeout=120)
+    assert p.returncode == 2 and "unknown engine" in p.stderr
+
+
+def test_format_ray_bench_lists_every_run():
+    from aivsreal.bench import format_ray_bench
+
+    res = {
+        "model_id": "m",
+        "images": 4,
+        "image_size": [64, 48],
+        "cores": 2,
+        "loadavg_start": [1.0],
+        "loadavg_end": [1.0],
+        "ray_start_seconds": 3.0,
+        "runs": [
+            {"engine": "local", "threads": 1, "images_per_s": 10.0, "cpu_ms_per_image": 5.0},
+            {
+                "engine": "ray",
+                "workers": 2,
+                "images_per_s": 8.0,
+                "scoring_images_per_s": 9.0,
+                "actor_cpu_ms_per_image": 6.0,
+            },
+        ],
+    }
+    text = format_ray_bench(res)
+    assert "local, threads 1" in text and "ray, 2 worker(s)" in text and "9.0" in text

@@ -525,6 +525,125 @@ def run_bench(
     return res
 
 
+# ---- Ray engine ------------------------------------------------------------------------------------
+RAY_IMAGE_SIZE = (640, 480)
+
+
+def _local_rate(
+    model: str | None, files: list[str], batch_size: int, threads: int | None
+) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of the local engine; ``threads``: ORT and decoding threads."""
+    det = Detector.load(model, threads=threads)
+    list(det.iter_predict(files[: batch_size * 2], batch_size=batch_size, workers=threads))  # warm-up
+    t, c = time.perf_counter(), time.process_time()
+    k = sum(1 for _ in det.iter_predict(files, batch_size=batch_size, workers=threads))
+    return k / (time.perf_counter() - t), 1000 * (time.process_time() - c) / k
+
+
+def run_ray_bench(
+    model: str | None = None,
+    n_images: int = 256,
+    workers: list[int] | None = None,
+    batch_size: int = E2E_BATCH,
+    repeats: int = 1,
+    size: tuple[int, int] = RAY_IMAGE_SIZE,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Images/s of the local engine (1 thread, default threads) and of Ray with each actor-pool size on one
+    folder of :func:`make_jpegs`; each figure is the median of ``repeats`` runs (``aivsreal bench --engine ray``)."""
+    try:
+        import ray
+
+        from .scale import _start_ray, predict_ray
+    except ImportError as e:
+        raise BenchError(
+            f"--engine ray needs the [scale] extra (pip install 'aivsreal[scale]'): {e}"
+        ) from None
+    log = log or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    workers = workers or [1, 2]
+    if model is not None and not Path(model).is_file():
+        raise BenchError(f"model file {model} not found (--engine ray benches an ONNX file)")
+
+    def med(xs: list[float]) -> float:
+        return round(float(np.median(xs)), 2)
+
+    res: dict[str, Any] = {
+        "engine": "ray",
+        "images": n_images,
+        "image_size": list(size),
+        "cores": _cores(),
+        "repeats": repeats,
+        "loadavg_start": _loadavg(),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="aivsreal-bench-") as tmp:
+        log(f"writing {n_images} JPEGs of {size[0]}x{size[1]} ...")
+        files = [str(p) for p in make_jpegs(Path(tmp) / "images", n_images, size)]
+        res["model_id"] = Detector.load(model).model_id
+        for threads in (1, None):
+            log(f"local engine, threads {threads or 'default'} ...")
+            got = [_local_rate(model, files, batch_size, threads) for _ in range(repeats)]
+            res["runs"].append(
+                {
+                    "engine": "local",
+                    "threads": threads or "default",
+                    "images_per_s": med([g[0] for g in got]),
+                    "cpu_ms_per_image": med([g[1] for g in got]),
+                }
+            )
+        t = time.perf_counter()
+        _start_ray(None, max(workers))
+        res["ray_start_seconds"] = round(time.perf_counter() - t, 2)
+        keys = (
+            "pipeline_seconds",
+            "images_per_s",
+            "scoring_seconds",
+            "scoring_images_per_s",
+            "actor_cpu_ms_per_image",
+        )
+        try:
+            for wk in workers:
+                log(f"ray, {wk} worker(s) ...")
+                runs = [
+                    predict_ray(
+                        [str(Path(tmp) / "images")],
+                        model=model,
+                        output=Path(tmp) / "ray.parquet",
+                        workers=wk,
+                        batch_size=batch_size,
+                    )
+                    for _ in range(repeats)
+                ]
+                res["runs"].append(
+                    {"engine": "ray", "workers": wk, **{k: med([r[k] for r in runs]) for k in keys}}
+                )
+        finally:
+            ray.shutdown()
+    res["loadavg_end"] = _loadavg()
+    return res
+
+
+def format_ray_bench(res: dict[str, Any]) -> str:
+    """A readable table of :func:`run_ray_bench`'s result."""
+    lines = [
+        f"model {res['model_id']}: {res['images']} JPEGs of {res['image_size'][0]}x{res['image_size'][1]} on "
+        f"{res['cores']} cores; load average {res['loadavg_start']} → {res['loadavg_end']}; "
+        f"Ray start {res['ray_start_seconds']} s",
+        f"{'engine':<24} {'images/s':>9} {'scoring images/s':>18} {'CPU ms/image':>13}",
+    ]
+    for r in res["runs"]:
+        if r["engine"] == "local":
+            lines.append(
+                f"{'local, threads ' + str(r['threads']):<24} {r['images_per_s']:>9.1f} {'-':>18} {r['cpu_ms_per_image']:>13.2f}"
+            )
+        else:
+            lines.append(
+                f"{'ray, ' + str(r['workers']) + ' worker(s)':<24} {r['images_per_s']:>9.1f} "
+                f"{_fmt(r['scoring_images_per_s'], '.1f'):>18} {_fmt(r['actor_cpu_ms_per_image'], '.2f'):>13}"
+            )
+    return "\n".join(lines)
+
+
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 

@@ -341,14 +341,41 @@ def bench(
         None, "--model", help="timm names (default: Small and Large)."
     ),
     images: int = typer.Option(48, help="Generated JPEGs for the folder throughput test."),
-    repeats: int = typer.Option(30, help="Batch-1 latency samples per engine."),
+    repeats: Optional[int] = typer.Option(
+        None, help="Batch-1 latency samples per engine (default 30); engine ray: runs per configuration (1)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Fewer repeats (smoke run)."),
+    engine: str = typer.Option(
+        "local", help="local | ray: local vs Ray Data throughput (the [scale] extra)."
+    ),
+    ray_workers: Optional[list[int]] = typer.Option(
+        None, help="Ray actor-pool sizes to try (engine ray; default 1 2)."
+    ),
 ) -> None:
-    """Latency, throughput and GFLOP/s of ONNX fp32/int8 and torch, side by side in one run."""
-    from .bench import BenchError, format_bench, run_bench
+    """Latency, throughput and GFLOP/s of ONNX fp32/int8 and torch, side by side in one run.
+
+    With ``--engine ray``: images/s of the local engine and of Ray per actor-pool size (one ONNX --model,
+    default the shipped one; --repeats runs per configuration, the median reported).
+    """
+    from .bench import BenchError, format_bench, format_ray_bench, run_bench, run_ray_bench
 
     try:
-        res = run_bench(models=models, n_images=images, repeats=repeats, quick=quick)
+        if engine == "ray":
+            if models and len(models) > 1:
+                fail("--engine ray benches one --model (an ONNX file)")
+            res = run_ray_bench(
+                model=models[0] if models else None,
+                n_images=images,
+                workers=ray_workers,
+                repeats=max(1, repeats or 1),
+            )
+            typer.echo(json.dumps(res, indent=2, default=float) if json_out else format_ray_bench(res))
+            return
+        if engine != "local":
+            fail(f"unknown engine {engine!r} (local | ray)")
+        res = run_bench(
+            models=models, n_images=images, repeats=30 if repeats is None else repeats, quick=quick
+        )
     except BenchError as e:
         fail(str(e))
     typer.echo(json.dumps(res, indent=2, default=float) if json_out else format_bench(res))

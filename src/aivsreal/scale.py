@@ -6,18 +6,15 @@ engine uses (``Detector.iter_predict``), so results match it per file, bad files
 file travels in the object store, so cluster nodes need no shared filesystem. The driver streams
 the results, in input order, into one Parquet file written atomically (temp file + rename).
 
-``python -m aivsreal.scale --bench --model M`` measures local vs Ray throughput (docs/scale.md).
+``aivsreal bench --engine ray --model M`` measures local vs Ray throughput (docs/scale.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -389,117 +386,3 @@ def _write_parquet(ds: Any, out: Path, pq: Any) -> tuple[int, int, tuple[float, 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return n, n_err, (lo, hi, cpu)
-
-
-# ---- measurement ---------------------------------------------------------------------------------
-def _bench_images(folder: Path, n: int, w: int, h: int, seed: int = 0) -> list[str]:
-    """Photo-sized synthetic JPEGs (smooth colour fields plus noise), so decoding costs what it would."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    out = []
-    for i in range(n):
-        a, b, c = rng.uniform(1, 6, 3)
-        base = np.stack([np.sin(a * 5 * xx + i), np.cos(b * 5 * yy), np.sin(c * 4 * (xx + yy))], -1)
-        img = np.clip((0.5 + 0.35 * base + rng.normal(0, 0.04, base.shape)) * 255, 0, 255).astype(np.uint8)
-        p = folder / f"img_{i:05d}.jpg"
-        Image.fromarray(img).save(p, quality=90)
-        out.append(str(p))
-    return out
-
-
-def _local_rate(
-    model: str | None, files: list[str], batch_size: int, threads: int | None
-) -> tuple[float, float]:
-    """(images/s, CPU ms per image) of the local engine; ``threads``: ORT and decoding threads."""
-    det = Detector.load(model, threads=threads)
-    list(det.iter_predict(files[: batch_size * 2], batch_size=batch_size, workers=threads))  # warm-up
-    t, c = time.perf_counter(), time.process_time()
-    k = sum(1 for _ in det.iter_predict(files, batch_size=batch_size, workers=threads))
-    return k / (time.perf_counter() - t), 1000 * (time.process_time() - c) / k
-
-
-def bench(
-    model: str | None, n: int, workers: list[int], width: int, height: int, batch_size: int, repeats: int = 1
-) -> dict[str, Any]:
-    """Images/s of the local engine (1 thread, default threads) and of Ray with each actor-pool size,
-    on one generated folder; each figure is the median of ``repeats`` runs."""
-    import ray
-
-    def med(xs: list[float]) -> float:
-        return round(float(np.median(xs)), 2)
-
-    res: dict[str, Any] = {
-        "images": n,
-        "image_size": f"{width}x{height}",
-        "cpus": os.cpu_count(),
-        "repeats": repeats,
-        "load_average_before": os.getloadavg()[0],
-        "runs": [],
-    }
-    with tempfile.TemporaryDirectory(prefix="aivsreal-bench-") as tmp:
-        files = _bench_images(Path(tmp), n, width, height)
-        res["model_id"] = Detector.load(model).model_id
-        for threads in (1, None):
-            got = [_local_rate(model, files, batch_size, threads) for _ in range(repeats)]
-            res["runs"].append(
-                {
-                    "engine": "local",
-                    "threads": threads or "default",
-                    "images_per_s": med([g[0] for g in got]),
-                    "cpu_ms_per_image": med([g[1] for g in got]),
-                }
-            )
-        t = time.perf_counter()
-        _start_ray(None, max(workers))
-        res["ray_start_seconds"] = round(time.perf_counter() - t, 2)
-        try:
-            for wk in workers:
-                runs = [
-                    predict_ray(
-                        [tmp],
-                        model=model,
-                        output=Path(tmp) / "ray.parquet",
-                        workers=wk,
-                        batch_size=batch_size,
-                    )
-                    for _ in range(repeats)
-                ]
-                keys = (
-                    "pipeline_seconds",
-                    "images_per_s",
-                    "scoring_seconds",
-                    "scoring_images_per_s",
-                    "actor_cpu_ms_per_image",
-                )
-                res["runs"].append(
-                    {"engine": "ray", "workers": wk, **{k: med([r[k] for r in runs]) for k in keys}}
-                )
-        finally:
-            ray.shutdown()
-    res["load_average_after"] = os.getloadavg()[0]
-    return res
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m aivsreal.scale", description=__doc__.split("\n")[0])
-    ap.add_argument("--bench", action="store_true", help="Measure local vs Ray throughput.")
-    ap.add_argument("--model", default=None, help="ONNX model (default: the shipped one).")
-    ap.add_argument("--images", type=int, default=256, help="Generated JPEGs to score.")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray actor-pool sizes to try.")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=1, help="Runs per configuration (the median is reported).")
-    a = ap.parse_args(argv)
-    if not a.bench:
-        ap.print_help()
-        return 2
-    res = bench(a.model, a.images, a.workers, a.width, a.height, a.batch_size, a.repeats)
-    print(json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
