@@ -3,7 +3,10 @@
 //   npm run build [-- --model PATH] [--only page|extension] [--no-zip]
 //
 // page      → ../src/aivsreal/web_static/ (index.html, assets/: bundles, style.css, ORT wasm, Swagger UI); served by
-//             `aivsreal serve` and packaged by `pip install .`
+//             `aivsreal serve` and packaged by `pip install .`. This output is committed, so pip users never need
+//             Node: rebuild and commit it with any change to web/src, web/page or the npm dependencies. Assets
+//             over GZIP_MIN bytes are stored only gzipped (NAME.gz, deterministic) to keep the repository small;
+//             the server sends them with Content-Encoding: gzip.
 // extension → dist/extension/ (unpacked, loadable with "Load unpacked") and dist/aivsreal-extension.zip,
 //             with the ONNX model from --model (default: ../src/aivsreal/models_dist/default.onnx) and
 //             its card (the sidecar MODEL.card.json that `aivsreal export` writes).
@@ -11,6 +14,7 @@
 
 import { build } from "esbuild";
 import { zipSync } from "fflate";
+import zlib from "node:zlib";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +35,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(here, "package.json"), "utf8"))
 const WASM = "ort-wasm-simd-threaded.wasm";
 const wasmSrc = path.join(here, "node_modules/onnxruntime-web/dist", WASM);
 const TARGET = ["chrome116", "firefox120", "safari17"];
+const GZIP_MIN = 100_000;
 const SWAGGER_FILES = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE", "NOTICE"];
 
 function fail(msg) {
@@ -38,11 +43,11 @@ function fail(msg) {
   process.exit(2);
 }
 
-/** Empty ``dir`` (keeping a committed .gitignore) and make it exist. */
+/** Empty ``dir`` and make it exist. */
 function clean(dir) {
   fs.mkdirSync(dir, { recursive: true });
   for (const name of fs.readdirSync(dir)) {
-    if (name !== ".gitignore") fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
 }
 
@@ -79,7 +84,24 @@ async function buildPage() {
   // The API docs (/docs) load Swagger UI from here too, not from a CDN.
   const swagger = path.join(here, "node_modules/swagger-ui-dist");
   for (const name of SWAGGER_FILES) copy(path.join(swagger, name), path.join(out, "assets/swagger", name));
+  gzipLarge(path.join(out, "assets"));
   console.log(`page      → ${path.relative(repo, out)}/ (with Swagger UI for /docs)`);
+  console.log(
+    "            served by `aivsreal serve` from an editable install (pip install -e .) after a restart, or by\n" +
+      `            \`aivsreal serve --web-dir ${out}\` from any install`,
+  );
+}
+
+/** Replace every file over GZIP_MIN bytes under ``dir`` by NAME.gz (gzip -9, no name or time: reproducible). */
+function gzipLarge(dir) {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) gzipLarge(p);
+    else if (!e.name.endsWith(".gz") && fs.statSync(p).size > GZIP_MIN) {
+      writeAtomic(`${p}.gz`, zlib.gzipSync(fs.readFileSync(p), { level: 9 }));
+      fs.rmSync(p);
+    }
+  }
 }
 
 function modelPath() {

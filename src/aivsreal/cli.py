@@ -389,11 +389,16 @@ def serve(
     model: Optional[str] = typer.Option(None, help="ONNX model (default: shipped model)."),
     workers: int = typer.Option(2, help="Inference threads."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload."),
+    web_dir: Optional[Path] = typer.Option(
+        None,
+        help="Serve the page from this build (e.g. src/aivsreal/web_static after npm run build) "
+        "instead of the installed copy; also $AIVSREAL_WEB_DIR.",
+    ),
 ) -> None:
     """HTTP API (POST /v1/predict, GET /v1/model, /healthz), the web page at / and OpenAPI docs."""
     from .serve import run
 
-    run(host=host, port=port, model=model, workers=workers, max_upload_mb=max_upload_mb)
+    run(host=host, port=port, model=model, workers=workers, max_upload_mb=max_upload_mb, web_dir=web_dir)
 
 
 @app.command()

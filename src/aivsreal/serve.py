@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import mimetypes
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -38,7 +41,9 @@ from .imageio import MAX_PIXELS, DecodeError, decode
 from .preprocess import draft_size, to_input
 from .runtime import Detector, Prediction
 
+# The built page (committed, so pip installs carry it); AIVSREAL_WEB_DIR or --web-dir serves another build.
 WEB_STATIC = Path(__file__).parent / "web_static"
+WEB_DIR_ENV = "AIVSREAL_WEB_DIR"
 TYPE_ERROR_KINDS = frozenset({"not_an_image", "unsupported_format"})
 MAX_NAME_CHARS = 255
 KEEP_ALIVE_S = 20  # see run(): longer than the idle expiry of common HTTP clients
@@ -64,6 +69,33 @@ class ApiError(Exception):
 
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"kind": kind, "message": message}, **extra}
+
+
+class PrecompressedFiles(StaticFiles):
+    """Static files where a large asset may be stored only gzipped (``NAME.gz``, as the web build writes the
+    ONNX Runtime wasm and Swagger UI): sent as is with ``Content-Encoding: gzip``, or decompressed for a
+    client that does not accept gzip."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except StarletteHTTPException as e:
+            if e.status_code != 404:
+                raise
+        full, st = await asyncio.get_running_loop().run_in_executor(None, self.lookup_path, path + ".gz")
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise StarletteHTTPException(404)
+        media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        headers = {"Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+        if "gzip" in Headers(scope=scope).get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return FileResponse(full, media_type=media, headers=headers, stat_result=st)
+        return Response(gzip.decompress(Path(full).read_bytes()), media_type=media, headers=headers)
+
+
+def find_asset(static: Path, rel: str) -> bool:
+    """Whether the page build in ``static`` holds ``rel``, stored plain or gzipped."""
+    return (static / rel).is_file() or (static / f"{rel}.gz").is_file()
 
 
 # ---- multipart, streamed into memory -----------------------------------------------------------------
@@ -311,7 +343,7 @@ def create_app(
     svc = Service(
         detector, workers, int(max_upload_mb * 1024 * 1024), max_pixels, max_files, max_queue, body_timeout
     )
-    static = Path(static_dir) if static_dir is not None else WEB_STATIC
+    static = Path(static_dir or os.environ.get(WEB_DIR_ENV) or WEB_STATIC)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -424,7 +456,7 @@ def create_app(
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         swagger = static / "assets" / "swagger"
-        if not (swagger / "swagger-ui-bundle.js").is_file():
+        if not find_asset(swagger, "swagger-ui-bundle.js"):
             return HTMLResponse(
                 _NOT_BUILT.format(
                     what="API docs page", link='its schema at <a href="/openapi.json">/openapi.json</a>'
@@ -446,13 +478,16 @@ def create_app(
             return HTMLResponse(page_html, headers={"Content-Security-Policy": PAGE_CSP})
         return FileResponse(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
-    app.mount("/assets", StaticFiles(directory=static / "assets", check_dir=False), name="assets")
+    app.mount("/assets", PrecompressedFiles(directory=static / "assets", check_dir=False), name="assets")
     return app
 
 
+# Only a broken install or a --web-dir without a build gets here: the package carries the built page.
 _NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>aivsreal</title>
-<body><h1>aivsreal</h1><p>The {what} is not built. Run
-<code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> and restart.
+<body><h1>aivsreal</h1><p>The {what} is missing from this installation (its files belong in
+<code>aivsreal/web_static</code>). Reinstall with <code>pip install --force-reinstall "aivsreal[serve]"</code>;
+in a clone, <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> rebuilds it, then restart with
+<code>aivsreal serve --web-dir src/aivsreal/web_static</code> (or use an editable install).
 The API works: {link}, <code>POST /v1/predict</code>.</p></body></html>"""
 
 
@@ -462,6 +497,7 @@ def run(
     model: str | os.PathLike | None = None,
     workers: int = 2,
     max_upload_mb: float = 20.0,
+    web_dir: str | os.PathLike | None = None,
 ) -> None:
     """Serve the app with uvicorn until SIGINT/SIGTERM (in-flight requests finish, up to 30 s)."""
     import uvicorn
@@ -471,8 +507,14 @@ def run(
     if max_upload_mb <= 0 or workers < 1:
         print("aivsreal: error: --max-upload-mb must be > 0 and --workers >= 1", file=sys.stderr)
         raise SystemExit(2)
+    if web_dir is not None and not (Path(web_dir) / "index.html").is_file():
+        print(
+            f"aivsreal: error: --web-dir {web_dir}: no index.html inside (build it: cd web && npm run build)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
-        app = create_app(model, workers=workers, max_upload_mb=max_upload_mb)
+        app = create_app(model, workers=workers, max_upload_mb=max_upload_mb, static_dir=web_dir)
     except ModelLoadError as e:
         print(f"aivsreal: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
