@@ -4,13 +4,14 @@ documented shapes, and the packaged page's assets."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, make_image
 
 STATIC = ROOT / "src" / "aivsreal" / "web_static"
 AIVSREAL = Path(sys.executable).with_name("aivsreal")  # the console script, as a user runs it
@@ -67,3 +68,214 @@ def test_web_dir_serves_another_build(tiny_onnx, tmp_path):
         assert "fresh build" in c.get("/").text
     p = cli("serve", "--web-dir", str(tmp_path / "nope"), "--port", "1")
     assert p.returncode == 2 and "no index.html" in p.stderr
+
+
+# ---- 2. output options -------------------------------------------------------------------------------
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def _csv_rows(text: str) -> list[dict]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_json_and_csv_together_write_both(tmp_path):
+    """--json --csv FILE: JSON lines on stdout and the same rows in the CSV (never a header-only file)."""
+    out = tmp_path / "out.csv"
+    p = cli("predict", str(EXAMPLES), "--json", "--csv", str(out))
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    table = _csv_rows(out.read_text())
+    assert len(rows) == len(table) == 2
+    for j, c in zip(rows, table):
+        assert c["path"] == j["path"] and float(c["score"]) == pytest.approx(j["score"], abs=1e-6)
+        assert c["uncertain"] == json.dumps(j["uncertain"])  # true/false, as in JSON
+        assert c["label"] == j["label"]
+
+
+def test_csv_to_stdout_and_conflicts_are_usage_errors(tmp_path):
+    p = cli("predict", str(EXAMPLES), "--csv", "-")
+    assert p.returncode == 0, p.stderr
+    rows = _csv_rows(p.stdout)
+    assert len(rows) == 2 and {r["uncertain"] for r in rows} <= {"true", "false"}
+    for args, words in [
+        (["--json", "--csv", "-"], "both write to stdout"),
+        (["--engine", "ray", "--json", "--output", str(tmp_path / "o.parquet")], "--json"),
+        (["--engine", "ray", "--csv", str(tmp_path / "o.csv"), "--output", "x.parquet"], "--csv"),
+        (["--engine", "ray", "--tta", "--output", str(tmp_path / "o.parquet")], "--tta"),
+        (["--output", str(tmp_path / "o.parquet")], "only with --engine ray"),
+        (["--ray-workers", "2"], "only with --engine ray"),
+        (["--engine", "spark"], "spark"),
+        (["--csv", str(tmp_path)], "is a directory"),
+    ]:
+        p = cli("predict", str(EXAMPLES), *args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert words in p.stderr, (args, p.stderr)
+        assert not p.stdout.strip(), args
+    assert not list(tmp_path.iterdir())
+
+
+def test_provenance_reaches_the_csv(tmp_path):
+    out = tmp_path / "p.csv"
+    p = cli("predict", str(EXAMPLES / "coffee.jpg"), "--provenance", "--csv", str(out))
+    assert p.returncode == 0, p.stderr
+    (row,) = _csv_rows(out.read_text())
+    assert row["verdict"].endswith("(model)") and isinstance(json.loads(row["provenance"]), list)
+    assert "verdict" in p.stdout.splitlines()[1]
+
+
+# ---- 3. scores explain themselves; 6. CLI conventions ------------------------------------------------
+def _shipped_threshold() -> float:
+    return json.loads((ROOT / "src/aivsreal/models_dist/default.onnx.card.json").read_text())["threshold"]
+
+
+def test_table_states_the_score_and_the_decision_line():
+    p = cli("predict", str(EXAMPLES))
+    assert p.returncode == 0, p.stderr
+    legend, header, *rows = p.stdout.splitlines()
+    t = f"{_shipped_threshold():.2f}"
+    assert "calibrated P(AI)" in legend and f">= {t}" in legend and str(_shipped_threshold()) not in legend
+    assert header.split()[:3] == ["path", "score", "label"] and len(rows) == 2
+
+
+def test_help_is_plain_and_explains_the_score():
+    p = cli("predict", "--help")
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())
+    for noise in ("<bool>", "<list[str]>", "<str>", "<float>", "<int>", "<path>"):
+        assert noise not in text, noise
+    assert "[scale] extra" in text
+    assert f"default: the model card's; {_shipped_threshold():.2f} for the shipped model" in text
+    assert "calibrated probability" in text and "can move a score a lot" in text
+    for verb in ("train", "evaluate", "serve", "inspect", "data summary"):
+        h = cli(*verb.split(), "--help").stdout
+        assert "<bool>" not in h and "<list[" not in h and "<str>" not in h, verb
+
+
+def test_version():
+    from aivsreal import __version__
+
+    for flag in ("--version", "-V"):
+        p = cli(flag)
+        assert p.returncode == 0 and p.stdout.strip() == f"aivsreal {__version__}"
+
+
+def test_progress_goes_to_a_terminal_stderr_even_with_json(tmp_path):
+    """stderr a terminal: a progress bar there, stdout stays pure JSON; --quiet turns it off."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    for i in range(3):
+        make_image("real", 64, i).save(tmp_path / f"{i}.png")
+
+    def run(*extra: str) -> tuple[subprocess.CompletedProcess, str]:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
+        e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+        proc = subprocess.Popen(
+            [str(AIVSREAL), "predict", str(tmp_path), "--json", "--batch-size", "1", *extra],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            env=e,
+        )
+        os.close(slave)
+        err = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 120)
+            if not r:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        out = proc.stdout.read()
+        proc.wait(60)
+        os.close(master)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), err.decode(
+            "utf-8", "replace"
+        )
+
+    p, err = run()
+    assert p.returncode == 0
+    assert [json.loads(line)["path"] for line in p.stdout.splitlines()] == [
+        str(tmp_path / f"{i}.png") for i in range(3)
+    ]
+    assert "/3 [" in err and "img/s" in err, err
+    p, err = run("--quiet")
+    assert p.returncode == 0 and "img" not in err, err
+    p = cli("predict", str(tmp_path), "--json")  # stderr a pipe: no bar
+    assert p.returncode == 0 and p.stderr == ""
+
+
+def test_table_rows_stream_as_files_finish(monkeypatch, tmp_path):
+    """The table is printed row by row: the first row is out before the second file is scored."""
+    from typer.testing import CliRunner
+
+    from aivsreal import cli as cli_mod
+    from aivsreal.runtime import Detector, Prediction
+
+    det = Detector.load()
+    seen_before_second: list[str] = []
+
+    def slow_iter(self, files, **kw):
+        yield Prediction(
+            source=files[0], score=0.1, label="real", uncertain=False, threshold=0.88, model_id="m"
+        )
+        sys.stdout.flush()
+        seen_before_second.append(sys.stdout.buffer.getvalue().decode())
+        yield Prediction(
+            source=files[1], score=0.95, label="ai", uncertain=False, threshold=0.88, model_id="m"
+        )
+
+    monkeypatch.setattr(Detector, "load", classmethod(lambda cls, *a, **k: det))
+    monkeypatch.setattr(Detector, "iter_predict", slow_iter)
+    for n in ("a.png", "b.png"):
+        make_image("real", 32, 1).save(tmp_path / n)
+    res = CliRunner().invoke(cli_mod.app, ["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    assert res.exit_code == 0, res.output
+    (early,) = seen_before_second
+    assert "a.png" in early and "b.png" not in early and "calibrated P(AI)" in early
+    assert "b.png" in res.output
+
+
+# ---- 4. folders ----------------------------------------------------------------------------------------
+def test_sub_folders_are_counted_and_r_is_suggested(tmp_path):
+    (tmp_path / "only" / "x").mkdir(parents=True)
+    (tmp_path / "only" / "y").mkdir()
+    make_image("real", 64, 1).save(tmp_path / "only" / "x" / "a.png")
+    p = cli("predict", str(tmp_path / "only"))
+    assert p.returncode == 2
+    assert "no input images found" in p.stderr and "skipped 2 sub-folders" in p.stderr and "-r" in p.stderr
+    p = cli("predict", str(tmp_path / "only"), "-r", "--json")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 1
+    make_image("real", 64, 2).save(tmp_path / "only" / "b.png")
+    p = cli("predict", str(tmp_path / "only"), "--json")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 1
+    assert "skipped 2 sub-folders" in p.stderr and "--recursive" in p.stderr
+
+
+# ---- 7. Python API ---------------------------------------------------------------------------------------
+def test_errors_are_results_unless_strict(tmp_path):
+    from aivsreal import Detector, PredictionError
+
+    det = Detector.load()
+    r = det.predict("/nope.jpg")
+    assert not r.ok and r.score is None and r.error["kind"] == "not_found"
+    with pytest.raises(PredictionError) as e:
+        det.predict("/nope.jpg", strict=True)
+    assert e.value.kind == "not_found" and "/nope.jpg" in str(e.value) and isinstance(e.value, ValueError)
+    good = tmp_path / "g.png"
+    make_image("real", 64, 3).save(good)
+    with pytest.raises(PredictionError):
+        det.predict([str(good), str(tmp_path / "missing.png")], strict=True)
+    assert det.predict(str(good), strict=True).score is not None
+    assert "strict=True" in (Detector.predict.__doc__ or "")

@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Detector", "Prediction", "ModelCard", "__version__"]
+__all__ = ["Detector", "Prediction", "PredictionError", "ModelCard", "__version__"]
 
 if TYPE_CHECKING:
     from .card import ModelCard
-    from .runtime import Detector, Prediction
+    from .runtime import Detector, Prediction, PredictionError
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import aivsreal` stays light
-    if name in ("Detector", "Prediction"):
+    if name in ("Detector", "Prediction", "PredictionError"):
         from . import runtime
 
         return getattr(runtime, name)

@@ -13,19 +13,52 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+# Plain Click help: no rich markup (it ate "[scale]"), no <bool>/<list[str]> type labels (see _tidy_help).
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Tell AI-generated images from real photographs.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect labelled image collections.")
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Inspect labelled image collections."
+)
 app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"aivsreal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Tell AI-generated images from real photographs."""
+
+
+def _shipped_threshold() -> str:
+    """The shipped model's threshold, rounded as tables show it (read from its small sidecar card)."""
+    try:
+        card = Path(__file__).parent / "models_dist" / "default.onnx.card.json"
+        return f"{float(json.loads(card.read_text())['threshold']):.2f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "see its card"
+
+
+SHIPPED_THRESHOLD = _shipped_threshold()
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +77,7 @@ class Tier(str, Enum):
 # ---- data ---------------------------------------------------------------------------------------
 @data_app.command("summary")
 def data_summary(
-    path: Path = typer.Argument(..., help="Folder tree, Kaggle CSV or manifest CSV."),
+    path: Path = typer.Argument(..., metavar="DATA", help="Folder tree, Kaggle CSV or manifest CSV."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     seed: int = typer.Option(0, help="Seed of the split drawn when the data has none."),
 ) -> None:
@@ -185,40 +218,80 @@ def evaluate(
 
 
 # ---- predict -------------------------------------------------------------------------------------
-def _expand_inputs(paths: list[str], recursive: bool) -> list[str]:
+def _expand_inputs(paths: list[str], recursive: bool, skipped: list[str] | None = None) -> list[str]:
     """Files, folders, globs and '-' (stdin); one helper shared with the Ray engine (sources.py)."""
     from .sources import expand_inputs
 
-    return expand_inputs(paths, recursive)
+    return expand_inputs(paths, recursive, skipped)
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 @app.command()
 def predict(
     paths: list[str] = typer.Argument(
-        ..., help="Image files, folders, globs, or '-' to read paths from stdin."
+        ..., metavar="PATH", help="Image files, folders, globs, or '-' to read paths from stdin."
     ),
     model: Optional[str] = typer.Option(
-        None, help="ONNX file, checkpoint or run dir (default: shipped model)."
+        None, metavar="MODEL", help="ONNX file, checkpoint or run dir (default: shipped model)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line on stdout."),
     csv_out: Optional[Path] = typer.Option(
-        None, "--csv", help="Write results to this CSV file (atomically)."
+        None, "--csv", metavar="FILE", help="Also write results to this CSV file (atomically); '-': stdout."
     ),
-    threshold: Optional[float] = typer.Option(None, help="Override the card's decision threshold."),
+    threshold: Optional[float] = typer.Option(
+        None,
+        metavar="T",
+        help=f"Decision line on the score: label ai at or above it. [default: the model card's; "
+        f"{SHIPPED_THRESHOLD} for the shipped model]",
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
-    tta: bool = typer.Option(False, "--tta", help="Average over flipped/corner views (slower, steadier)."),
-    batch_size: int = typer.Option(16, help="Images per model call."),
-    workers: Optional[int] = typer.Option(None, help="Decoding threads (default: cores, at most 4)."),
-    provenance: bool = typer.Option(False, "--provenance", help="Also look for provenance evidence."),
-    engine: str = typer.Option("local", help="local | ray (distributed; needs the [scale] extra)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (engine ray)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Parquet output (engine ray)."),
-    ray_workers: Optional[int] = typer.Option(None, help="Ray actor-pool size (default: cluster CPUs)."),
+    tta: bool = typer.Option(
+        False,
+        "--tta",
+        help="Also score the mirror image and, for images bigger than the model input, its four corners; "
+        "the score is the mean logit. 2-6x slower, and it can move a score a lot (the threshold was "
+        "chosen without it; see MODEL_CARD.md).",
+    ),
+    batch_size: int = typer.Option(16, metavar="N", help="Images per model call."),
+    workers: Optional[int] = typer.Option(
+        None, metavar="N", help="Decoding threads (default: cores, at most 4)."
+    ),
+    provenance: bool = typer.Option(
+        False, "--provenance", help="Also look for provenance evidence and report a verdict."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar (shown when stderr is a terminal)."
+    ),
+    engine: Engine = typer.Option(
+        Engine.local, help="local, or ray: distributed, writes --output (needs the [scale] extra)."
+    ),
+    address: Optional[str] = typer.Option(None, metavar="ADDR", help="Ray cluster address (engine ray)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", metavar="FILE", help="Parquet output (engine ray)."
+    ),
+    ray_workers: Optional[int] = typer.Option(
+        None, metavar="N", help="Ray actor-pool size (engine ray; default: cluster CPUs)."
+    ),
 ) -> None:
-    """Score images: a table by default, JSON lines with --json, a CSV file with --csv."""
+    """Score images: a table by default, JSON lines with --json, a CSV file with --csv.
+
+    The score is the model's calibrated probability that an image is AI-generated, P(AI). The label is
+    "ai" when the score reaches the model card's threshold and "real" below it; scores within the card's
+    band of the threshold are also marked uncertain. The shipped model's threshold is high (see
+    MODEL_CARD.md): it was chosen so that at most 3 % of real photos are flagged, so a score of 0.6
+    still reads "real".
+    """
     from .runtime import Detector, ModelLoadError
 
-    if engine == "ray":
+    if engine is Engine.ray:
+        ignored = [f for f, on in (("--json", json_out), ("--csv", csv_out), ("--tta", tta)) if on]
+        ignored += [f for f, on in (("--provenance", provenance), ("--workers", workers is not None)) if on]
+        if ignored:
+            fail(f"{', '.join(ignored)}: not available with --engine ray (it writes --output OUT.parquet)")
         from .scale import predict_ray
 
         if output is None:
@@ -238,8 +311,16 @@ def predict(
             fail(str(e))
         typer.echo(json.dumps(summary))
         raise typer.Exit(EXIT_PARTIAL if summary.get("errors") else EXIT_OK)
-    if engine != "local":
-        fail(f"unknown engine {engine!r} (local | ray)")
+    ray_only = [
+        f for f, v in (("--output", output), ("--address", address), ("--ray-workers", ray_workers)) if v
+    ]
+    if ray_only:
+        fail(f"{', '.join(ray_only)}: only with --engine ray (results go to stdout and --csv)")
+    csv_stdout = csv_out is not None and str(csv_out) == "-"
+    if csv_stdout and json_out:
+        fail("--json and --csv - both write to stdout: give --csv a file name")
+    if csv_out is not None and not csv_stdout and csv_out.is_dir():
+        fail(f"--csv {csv_out}: is a directory")
     try:
         det = Detector.load(model)
     except ModelLoadError as e:
@@ -248,13 +329,31 @@ def predict(
         if not 0 < threshold < 1:
             fail("--threshold must lie in (0, 1)")
         det.card.threshold = threshold
-    files = _expand_inputs(paths, recursive)
+    skipped: list[str] = []
+    files = _expand_inputs(paths, recursive, skipped)
+    if skipped and not files:
+        fail(f"no input images found: {_skipped_note(skipped)}")
     if not files:
         fail("no input images found")
-    show_bar = len(files) > 1 and not json_out and sys.stderr.isatty() or (len(files) > 20 and not json_out)
+    if skipped:
+        typer.echo(f"aivsreal: note: {_skipped_note(skipped)}", err=True)
     from tqdm import tqdm
 
-    bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar)
+    show_bar = len(files) > 1 and not quiet and sys.stderr.isatty()
+    bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar, leave=False)
+    table = not json_out and not csv_stdout
+    width = min(max((len(f) for f in files), default=4), 70)
+
+    def out(line: str) -> None:
+        if show_bar:  # keep the bar below the streamed rows
+            bar.clear()
+        typer.echo(line)
+        if show_bar:
+            bar.refresh()
+
+    if table:
+        out(_legend(det))
+        out(_row_header(width, provenance))
     results = []
     n_err = 0
     for pred in det.iter_predict(files, batch_size=batch_size, tta=tta, workers=workers):
@@ -264,46 +363,71 @@ def predict(
             attach(pred)
         n_err += 0 if pred.ok else 1
         if json_out:
-            typer.echo(json.dumps(pred.to_dict(), ensure_ascii=False))
-        else:
+            out(json.dumps(pred.to_dict(), ensure_ascii=False))
+        elif table:
+            out(_row(pred, width, provenance))
+        if csv_out is not None:
             results.append(pred)
         bar.update(1)
     bar.close()
-    if csv_out is not None:
-        _write_csv(csv_out, results)
-    if not json_out:
-        typer.echo(_table(results, provenance))
-        if n_err:
-            typer.echo(f"{n_err} of {len(files)} file(s) could not be scored (see 'error' rows).", err=True)
+    if csv_stdout:
+        sys.stdout.write(_csv_text(results, provenance))
+    elif csv_out is not None:
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(csv_out, _csv_text(results, provenance))
+    if n_err:
+        typer.echo(f"{n_err} of {len(files)} file(s) could not be scored (see 'error' rows).", err=True)
     raise typer.Exit(EXIT_PARTIAL if n_err else EXIT_OK)
 
 
-def _table(preds, provenance: bool) -> str:
-    rows = []
-    width = min(max((len(p.source) for p in preds), default=4), 70)
-    for p in preds:
-        name = p.source if len(p.source) <= width else "…" + p.source[-(width - 1) :]
-        if p.ok:
-            tag = p.label + (" (uncertain)" if p.uncertain else "")
-            extra = f"  {p.verdict}" if provenance and p.verdict else ""
-            rows.append(f"{name:<{width}}  {p.score:6.3f}  {tag}{extra}")
-        else:
-            rows.append(f"{name:<{width}}  error   {p.error['kind']}: {p.error['message']}")
-    return "\n".join([f"{'path':<{width}}  {'P(AI)':>6}  label", *rows])
+def _skipped_note(skipped: list[str]) -> str:
+    n = len(skipped)
+    where = ", ".join(sorted({os.path.dirname(d.rstrip(os.sep)) or "." for d in skipped}))
+    return f"skipped {n} sub-folder{'s' if n != 1 else ''} of {where} (use -r/--recursive to include them)"
 
 
-def _write_csv(path: Path, preds) -> None:
-    from .fsutil import atomic_write_text
+def _legend(det) -> str:
+    """What the score column is and where the decision line sits, above every table."""
+    c = det.card
+    return (
+        f"score = calibrated P(AI); label ai if score >= {c.threshold:.2f} (threshold of {det.model_id}), "
+        f"else real; uncertain within ±{c.uncertain_band:.2f}"
+    )
 
+
+def _row_header(width: int, provenance: bool) -> str:
+    return f"{'path':<{width}}  {'score':>6}  label" + ("  verdict" if provenance else "")
+
+
+def _row(p, width: int, provenance: bool) -> str:
+    name = p.source if len(p.source) <= width else "…" + p.source[-(width - 1) :]
+    if not p.ok:
+        return f"{name:<{width}}  {'error':>6}  {p.error['kind']}: {p.error['message']}"
+    tag = p.label + (" (uncertain)" if p.uncertain else "")
+    extra = f"  {p.verdict}" if provenance and p.verdict else ""
+    return f"{name:<{width}}  {p.score:6.3f}  {tag}{extra}"
+
+
+CSV_COLUMNS = ["path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error"]
+
+
+def _csv_text(preds, provenance: bool = False) -> str:
+    """CSV of the results; booleans are written true/false as in JSON. --provenance adds verdict and
+    provenance (the evidence items as JSON)."""
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error"])
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS + (["verdict", "provenance"] if provenance else []))
     for p in preds:
         if p.ok:
-            w.writerow([p.source, f"{p.score:.6f}", p.label, p.uncertain, p.threshold, p.model_id, "", ""])
+            row = [p.source, f"{p.score:.6f}", p.label, "true" if p.uncertain else "false", p.threshold]
+            row += [p.model_id, "", ""]
         else:
-            w.writerow([p.source, "", "", "", "", p.model_id or "", p.error["kind"], p.error["message"]])
-    atomic_write_text(path, buf.getvalue())
+            row = [p.source, "", "", "", "", p.model_id or "", p.error["kind"], p.error["message"]]
+        if provenance:
+            row += [p.verdict or "", json.dumps(p.provenance or [], ensure_ascii=False, default=str)]
+        w.writerow(row)
+    return buf.getvalue()
 
 
 # ---- export ----------------------------------------------------------------------------------------
@@ -403,7 +527,7 @@ def serve(
 
 @app.command()
 def inspect(
-    paths: list[str] = typer.Argument(..., help="Image files or folders."),
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Image files or folders."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
 ) -> None:
@@ -420,7 +544,7 @@ def inspect(
 
 @app.command()
 def explain(
-    image: Path = typer.Argument(..., help="Image to explain."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Image to explain."),
     out: Path = typer.Option(..., help="Heatmap PNG to write (same size as the input)."),
     model: Optional[str] = typer.Option(None, help="Checkpoint or run dir (torch model)."),
 ) -> None:
@@ -434,13 +558,40 @@ def explain(
     typer.echo(json.dumps(info))
 
 
+def _plain_type(label: str | None) -> str | None:
+    """Typer's ``<float>`` / ``<local|ray>`` as a plain CLI writes them: ``FLOAT`` / ``[local|ray]``."""
+    if not label or not (label.startswith("<") and label.endswith(">")):
+        return label
+    inner = label[1:-1]
+    if inner.startswith("list[") and inner.endswith("]"):  # a repeatable option: one value per use
+        inner = inner[5:-1]
+    if "|" in inner:
+        return f"[{inner}]"
+    return {"str": "TEXT", "list[str]": "TEXT"}.get(inner, inner.upper())
+
+
+def _tidy_help(cmd: Any) -> Any:
+    """Help that reads like a plain CLI: arguments without Typer's <list[str]> labels, options with
+    FLOAT, PATH or [local|ray] instead of <float>. Per instance: only our own parameters change."""
+    from typer.core import TyperArgument, TyperOption
+
+    for p in cmd.params:
+        if isinstance(p, TyperArgument):
+            p.display_type_rich = lambda ctx: None
+        elif isinstance(p, TyperOption) and not getattr(p, "is_flag", False) and p.metavar is None:
+            p.display_type_rich = lambda ctx, _f=p.display_type_rich: _plain_type(_f(ctx))
+    for sub in getattr(cmd, "commands", {}).values():
+        _tidy_help(sub)
+    return cmd
+
+
 def main() -> None:
     # A non-UTF-8 file name (surrogate-escaped str) prints as its raw bytes, like ls, instead of crashing
     # in locales whose stdout is strict UTF-8.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
-    app()
+    _tidy_help(typer.main.get_command(app))(prog_name="aivsreal")
 
 
 if __name__ == "__main__":

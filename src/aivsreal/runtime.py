@@ -29,9 +29,25 @@ DEFAULT_MODEL_NAME = "default.onnx"
 MODEL_ENV = "AIVSREAL_MODEL"
 
 
+class PredictionError(ValueError):
+    """An input that could not be scored, raised by ``Detector.predict(..., strict=True)``.
+
+    ``kind`` is the stable error code of the JSON output (``not_found``, ``not_an_image``, ``corrupt`` ...).
+    """
+
+    def __init__(self, source: str, kind: str, message: str):
+        super().__init__(f"{source}: {message} ({kind})")
+        self.source, self.kind, self.message = source, kind, message
+
+
 @dataclass
 class Prediction:
-    """The result for one input: a score, or an error saying why there is none."""
+    """The result for one input: a score, or an error saying why there is none.
+
+    Errors are results, not exceptions, so one bad file never stops a batch: when ``ok`` is false,
+    ``score``/``label``/``uncertain`` are None and ``error`` is ``{"kind", "message"}``. Check ``ok``
+    before using the score, or call ``predict(..., strict=True)`` to get a :class:`PredictionError`.
+    """
 
     source: str
     score: float | None = None  # calibrated P(AI)
@@ -218,11 +234,20 @@ class Detector:
         batch_size: int = 16,
         tta: bool = False,
         workers: int | None = None,
+        strict: bool = False,
     ) -> Prediction | list[Prediction]:
-        """Score one input (path, bytes, PIL image, HxWxC array) or a list of them."""
+        """Score one input (path, bytes, PIL image, HxWxC array) or a list of them.
+
+        An input that cannot be scored gives a ``Prediction`` with ``error`` set and ``score`` None (a batch
+        goes on); with ``strict=True`` it raises :class:`PredictionError` instead.
+        """
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
-        preds = list(self.iter_predict(items, batch_size=batch_size, tta=tta, workers=workers))
+        preds = []
+        for p in self.iter_predict(items, batch_size=batch_size, tta=tta, workers=workers):
+            if strict and p.error is not None:
+                raise PredictionError(p.source, p.error["kind"], p.error["message"])
+            preds.append(p)
         return preds[0] if single else preds
 
     def iter_predict(
@@ -299,4 +324,4 @@ def predictions_to_jsonl(preds: Iterable[Prediction]) -> Iterator[str]:
         yield json.dumps(p.to_dict(), ensure_ascii=False)
 
 
-__all__ = ["Detector", "Prediction", "ModelLoadError", "asdict"]
+__all__ = ["Detector", "Prediction", "PredictionError", "ModelLoadError", "asdict"]

@@ -9,8 +9,12 @@ import sys
 from .imageio import is_image_path
 
 
-def expand_inputs(paths: list[str], recursive: bool) -> list[str]:
-    """Files, folders (images inside; all levels with --recursive), globs, and '-' for stdin lists."""
+def expand_inputs(paths: list[str], recursive: bool, skipped: list[str] | None = None) -> list[str]:
+    """Files, folders (images inside; all levels with --recursive), globs, and '-' for stdin lists.
+
+    Without ``recursive``, the sub-folders of a folder are not entered; they are appended to ``skipped``
+    (when given) so the caller can say so.
+    """
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -22,11 +26,13 @@ def expand_inputs(paths: list[str], recursive: bool) -> list[str]:
                     dirnames.sort()
                     out.extend(os.path.join(dirpath, f) for f in sorted(files) if is_image_path(f))
             else:
-                out.extend(
-                    os.path.join(p, f)
-                    for f in sorted(os.listdir(p))
-                    if is_image_path(f) and not os.path.isdir(os.path.join(p, f))
-                )
+                for f in sorted(os.listdir(p)):
+                    full = os.path.join(p, f)
+                    if os.path.isdir(full):
+                        if skipped is not None:
+                            skipped.append(full)
+                    elif is_image_path(f):
+                        out.append(full)
             continue
         if any(c in p for c in "*?[") and not os.path.exists(p):
             out.extend(sorted(glob.glob(p, recursive=recursive)))
