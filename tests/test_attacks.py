@@ -106,3 +106,77 @@ def test_postscript_never_reaches_ghostscript_from_the_cli(tmp_path, fake_gs, ti
     assert pred.rc == 1 and "Traceback" not in pred.stderr, pred.stderr
     assert {json.loads(line)["error"]["kind"] for line in pred.lines()} == {"not_an_image"}
     assert not marker.exists(), marker.read_text()
+
+
+# ---- 6. every numeric option is validated ----------------------------------------------------------
+BAD_OPTIONS = [
+    ["predict", "IMG", "--batch-size", "0"],
+    ["predict", "IMG", "--batch-size", "-3"],
+    ["predict", "IMG", "--workers", "0"],
+    ["predict", "IMG", "--threshold", "1.5"],
+    ["predict", "IMG", "--threshold", "nan"],
+    ["predict", "IMG", "--engine", "ray", "--output", "o.parquet", "--ray-workers", "0"],
+    ["evaluate", "--data", "DATA", "--threshold", "0"],
+    ["evaluate", "--data", "DATA", "--max-fpr", "-0.1"],
+    ["evaluate", "--data", "DATA", "--seed", "-1"],
+    ["data", "summary", "DATA", "--seed", "-1"],
+    ["train", "--data", "DATA", "--batch-size", "0"],
+    ["train", "--data", "DATA", "--epochs", "-1"],
+    ["train", "--data", "DATA", "--lr", "0"],
+    ["train", "--data", "DATA", "--lr-head", "inf"],
+    ["train", "--data", "DATA", "--size", "3"],
+    ["train", "--data", "DATA", "--workers", "-1"],
+    ["train", "--data", "DATA", "--patience", "0"],
+    ["train", "--data", "DATA", "--limit", "-5"],
+    ["train", "--data", "DATA", "--max-fpr", "1"],
+    ["bench", "--images", "0"],
+    ["bench", "--repeats", "-1"],
+    ["serve", "--port", "0"],
+    ["serve", "--port", "70000"],
+    ["serve", "--workers", "0"],
+    ["serve", "--max-upload-mb", "-1"],
+    ["serve", "--max-upload-mb", "nan"],
+]
+
+
+@pytest.mark.timeout(60)  # before the fix, --batch-size 0 spun forever
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_bad_numeric_option_is_a_usage_error(args, tmp_path, tiny_data):
+    """Refused before any work with exit 2 naming the option (--batch-size 0 used to spin forever)."""
+    from helpers import make_image
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    img = tmp_path / "a.png"
+    make_image("real", 32).save(img)
+    argv = [str(img) if a == "IMG" else str(tiny_data) if a == "DATA" else a for a in args]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 2, (argv, res.exit_code, res.output)
+    assert args[-2] in res.output, res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
+
+
+def test_batch_size_zero_refused_by_the_library(tiny_onnx, tmp_path):
+    from aivsreal.runtime import Detector
+
+    det = Detector.load(tiny_onnx, threads=1)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size"):
+            list(det.iter_predict([tmp_path / "x.png"], batch_size=bad))
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["batch_size: 0", "epochs: -2", "lr: 0", "workers: -1", "seed: -4", "val_frac: 1.5", "size: 2"],
+)
+def test_bad_numbers_in_a_yaml_config_are_refused(line, tmp_path, tiny_data):
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(line + "\n")
+    res = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--config", str(cfg), "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert line.split(":")[0] in res.output and "c.yaml" in res.output, res.output

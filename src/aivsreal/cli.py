@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -61,6 +63,26 @@ def _shipped_threshold() -> str:
 SHIPPED_THRESHOLD = _shipped_threshold()
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+SEED_MAX = 2**32 - 1  # numpy's seed range
+
+
+def _float_check(
+    lo: float | None, hi: float | None, what: str
+) -> Callable[[Optional[float]], Optional[float]]:
+    """A Typer callback refusing NaN/inf and values outside the open interval (lo, hi): exit 2."""
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is None:
+            return value
+        if not math.isfinite(value) or (lo is not None and value <= lo) or (hi is not None and value >= hi):
+            raise typer.BadParameter(f"{value:g} is not {what}")
+        return value
+
+    return check
+
+
+_unit_open = _float_check(0.0, 1.0, "in (0, 1)")
+_positive = _float_check(0.0, None, "a finite number > 0")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -79,7 +101,7 @@ class Tier(str, Enum):
 def data_summary(
     path: Path = typer.Argument(..., metavar="DATA", help="Folder tree, Kaggle CSV or manifest CSV."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-    seed: int = typer.Option(0, help="Seed of the split drawn when the data has none."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the split drawn when the data has none."),
 ) -> None:
     """Counts per class/split/source, formats, sizes, undecodable files, duplicates, shortcut warnings."""
     from .data import DataError, format_summary, load_dataset, summarize
@@ -103,23 +125,29 @@ def train(
     ),
     head: Optional[str] = typer.Option(None, help="'linear' or 'notebook' (GAP→BN→Dense512→Dropout→1)."),
     policy: Optional[str] = typer.Option(None, help="Preprocessing: native_crop | center_crop | resize."),
-    size: Optional[int] = typer.Option(None, help="Input size (default: the backbone's)."),
-    epochs_head: Optional[int] = typer.Option(None, help="Phase 1 epochs (backbone frozen)."),
-    epochs: Optional[int] = typer.Option(None, help="Phase 2 epochs (last blocks unfrozen)."),
-    unfreeze: Optional[int] = typer.Option(None, help="Backbone units unfrozen in phase 2 (-1: all)."),
-    lr_head: Optional[float] = typer.Option(None, help="Phase 1 learning rate."),
-    lr: Optional[float] = typer.Option(None, help="Phase 2 learning rate."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size."),
-    workers: Optional[int] = typer.Option(None, help="Data-loading worker processes."),
-    seed: Optional[int] = typer.Option(None, help="Seed for splits, augmentation and init."),
-    patience: Optional[int] = typer.Option(None, help="Early-stopping patience (epochs)."),
+    size: Optional[int] = typer.Option(None, min=16, max=4096, help="Input size (default: the backbone's)."),
+    epochs_head: Optional[int] = typer.Option(None, min=0, help="Phase 1 epochs (backbone frozen)."),
+    epochs: Optional[int] = typer.Option(None, min=0, help="Phase 2 epochs (last blocks unfrozen)."),
+    unfreeze: Optional[int] = typer.Option(
+        None, min=-1, help="Backbone units unfrozen in phase 2 (-1: all)."
+    ),
+    lr_head: Optional[float] = typer.Option(None, callback=_positive, help="Phase 1 learning rate."),
+    lr: Optional[float] = typer.Option(None, callback=_positive, help="Phase 2 learning rate."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Batch size."),
+    workers: Optional[int] = typer.Option(None, min=0, max=256, help="Data-loading worker processes."),
+    seed: Optional[int] = typer.Option(
+        None, min=0, max=SEED_MAX, help="Seed for splits, augmentation and init."
+    ),
+    patience: Optional[int] = typer.Option(None, min=1, help="Early-stopping patience (epochs)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (CPU or GPU)."),
     device: Optional[str] = typer.Option(
         None, help="auto (a GPU when one is visible) | cpu | cuda | cuda:N. Under torchrun: GPU LOCAL_RANK."
     ),
-    max_fpr: Optional[float] = typer.Option(None, help="Pick the threshold for this FPR on val reals."),
+    max_fpr: Optional[float] = typer.Option(
+        None, callback=_unit_open, help="Pick the threshold for this FPR on val reals."
+    ),
     exclude_source: Optional[list[str]] = typer.Option(None, help="Leave a source out of train/val."),
-    limit: Optional[int] = typer.Option(None, help="Use at most N training images (smoke runs)."),
+    limit: Optional[int] = typer.Option(None, min=0, help="Use at most N training images (smoke runs)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this dir from its last epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -185,11 +213,15 @@ def evaluate(
     tier: Optional[list[Tier]] = typer.Option(
         None, help="Robustness tiers to score (default: clean, web, hard)."
     ),
-    threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the card's)."),
-    max_fpr: Optional[float] = typer.Option(None, help="Choose the threshold on val for this FPR on reals."),
+    threshold: Optional[float] = typer.Option(
+        None, callback=_unit_open, help="Decision threshold (default: the card's)."
+    ),
+    max_fpr: Optional[float] = typer.Option(
+        None, callback=_unit_open, help="Choose the threshold on val for this FPR on reals."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     report: Optional[Path] = typer.Option(None, help="Write PNG plots, report.md and metrics.json here."),
-    seed: int = typer.Option(0, help="Seed of the split drawn when the data has none."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the split drawn when the data has none."),
 ) -> None:
     """Accuracy, precision, recall, F1, ROC-AUC, AP, balanced accuracy, ECE, per source and per tier."""
     from .data import DataError
@@ -244,6 +276,7 @@ def predict(
     ),
     threshold: Optional[float] = typer.Option(
         None,
+        callback=_unit_open,
         metavar="T",
         help=f"Decision line on the score: label ai at or above it. [default: the model card's; "
         f"{SHIPPED_THRESHOLD} for the shipped model]",
@@ -256,9 +289,9 @@ def predict(
         "the score is the mean logit. 2-6x slower, and it can move a score a lot (the threshold was "
         "chosen without it; see MODEL_CARD.md).",
     ),
-    batch_size: int = typer.Option(16, metavar="N", help="Images per model call."),
+    batch_size: int = typer.Option(16, min=1, max=4096, metavar="N", help="Images per model call."),
     workers: Optional[int] = typer.Option(
-        None, metavar="N", help="Decoding threads (default: cores, at most 4)."
+        None, min=1, max=256, metavar="N", help="Decoding threads (default: cores, at most 4)."
     ),
     provenance: bool = typer.Option(
         False, "--provenance", help="Also look for provenance evidence and report a verdict."
@@ -274,7 +307,7 @@ def predict(
         None, "--output", metavar="FILE", help="Parquet output (engine ray)."
     ),
     ray_workers: Optional[int] = typer.Option(
-        None, metavar="N", help="Ray actor-pool size (engine ray; default: cluster CPUs)."
+        None, min=1, metavar="N", help="Ray actor-pool size (engine ray; default: cluster CPUs)."
     ),
 ) -> None:
     """Score images: a table by default, JSON lines with --json, a CSV file with --csv.
@@ -326,8 +359,6 @@ def predict(
     except ModelLoadError as e:
         fail(str(e))
     if threshold is not None:
-        if not 0 < threshold < 1:
-            fail("--threshold must lie in (0, 1)")
         det.card.threshold = threshold
     skipped: list[str] = []
     files = _expand_inputs(paths, recursive, skipped)
@@ -464,16 +495,18 @@ def bench(
     models: Optional[list[str]] = typer.Option(
         None, "--model", help="timm names (default: Small and Large)."
     ),
-    images: int = typer.Option(48, help="Generated JPEGs for the folder throughput test."),
+    images: int = typer.Option(48, min=1, help="Generated JPEGs for the folder throughput test."),
     repeats: Optional[int] = typer.Option(
-        None, help="Batch-1 latency samples per engine (default 30); engine ray: runs per configuration (1)."
+        None,
+        min=1,
+        help="Batch-1 latency samples per engine (default 30); engine ray: runs per configuration (1).",
     ),
     quick: bool = typer.Option(False, "--quick", help="Fewer repeats (smoke run)."),
     engine: str = typer.Option(
         "local", help="local | ray: local vs Ray Data throughput (the [scale] extra)."
     ),
     ray_workers: Optional[list[int]] = typer.Option(
-        None, help="Ray actor-pool sizes to try (engine ray; default 1 2)."
+        None, min=1, help="Ray actor-pool sizes to try (engine ray; default 1 2)."
     ),
 ) -> None:
     """Latency, throughput and GFLOP/s of ONNX fp32/int8 and torch, side by side in one run.
@@ -509,10 +542,10 @@ def bench(
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     model: Optional[str] = typer.Option(None, help="ONNX model (default: shipped model)."),
-    workers: int = typer.Option(2, help="Inference threads."),
-    max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload."),
+    workers: int = typer.Option(2, min=1, max=256, help="Inference threads."),
+    max_upload_mb: float = typer.Option(20.0, callback=_positive, help="Largest accepted upload."),
     web_dir: Optional[Path] = typer.Option(
         None,
         help="Serve the page from this build (e.g. src/aivsreal/web_static after npm run build) "

@@ -261,6 +261,10 @@ class Detector:
         names: Callable[[Any], str] = describe_source,
     ) -> Iterator[Prediction]:
         """Stream predictions in input order: parallel decode, bounded look-ahead, batched model."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
         workers = workers or max(1, min(4, os.cpu_count() or 1))
 
         def prep(src: Any) -> tuple[str, list[np.ndarray] | None, dict[str, str] | None]:

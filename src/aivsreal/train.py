@@ -88,10 +88,57 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
-        return cls(**d)
+        try:
+            return cls(**d).validate()
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Refuse numbers no run can use (batch size 0 loops or crashes later); returns self."""
+        ints = {
+            "epochs_head": (0, None),
+            "epochs": (0, None),
+            "unfreeze": (-1, None),
+            "batch_size": (1, None),
+            "workers": (0, 256),
+            "seed": (0, 2**32 - 1),
+            "patience": (1, None),
+            "limit": (0, None),
+        }
+        for name, (lo, hi) in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"{name} must be an integer {bound}, got {v!r}")
+        if self.size is not None and (
+            isinstance(self.size, bool) or not isinstance(self.size, int) or not 16 <= self.size <= 4096
+        ):
+            raise ValueError(f"size must be an integer in [16, 4096], got {self.size!r}")
+        floats = {
+            "lr_head": (0.0, None),
+            "lr": (0.0, None),
+            "max_fpr": (0.0, 1.0),
+            "val_frac": (0.0, 1.0),
+            "test_frac": (0.0, 1.0),
+        }
+        for name, (lo, hi) in floats.items():
+            v = getattr(self, name)
+            if v is None and name == "max_fpr":
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v <= lo or (hi is not None and v >= hi):
+                bound = f"> {lo:g}" if hi is None else f"in ({lo:g}, {hi:g})"
+                raise ValueError(f"{name} must be a number {bound}, got {v!r}")
+        for name, hi in (("weight_decay", 1.0), ("uncertain_band", 0.5)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < hi:
+                raise ValueError(f"{name} must be a number in [0, {hi:g}), got {v!r}")
+        if self.val_frac + self.test_frac >= 1:
+            raise ValueError(f"val_frac + test_frac must be < 1, got {self.val_frac + self.test_frac:g}")
+        return self
 
 
 class ImageDataset(Dataset):
@@ -245,6 +292,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig, phase: int) -> torch.opt
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the best checkpoint."""
+    cfg.validate()
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = torch.device(resolve_device(cfg.device, cuda_devices, int(os.environ.get("LOCAL_RANK", "0"))))
