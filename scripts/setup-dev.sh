@@ -9,13 +9,22 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 # Install the torch pair first, so no extra's torch range can pull a multi-GB build from elsewhere.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,dev]"
+.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,corpus,dev]"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "warning: chromium missing and not root: browser tests will be skipped" >&2
+  fi
+fi
+
+# jpegtran: lossless JPEG crops of the corpus builder (its tests skip without it).
+if ! command -v jpegtran >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    { apt-get install -y -qq libjpeg-turbo-progs || { apt-get update -qq && apt-get install -y -qq libjpeg-turbo-progs; }; } >/dev/null
+  else
+    echo "warning: jpegtran missing and not root: corpus tests will be skipped" >&2
   fi
 fi
 

@@ -113,6 +113,78 @@ def data_summary(
     typer.echo(sm.to_json() if json_out else format_summary(sm))
 
 
+@data_app.command("build")
+def data_build(
+    catalog: Path = typer.Argument(..., help="Catalog YAML (e.g. catalog/sources.yaml)."),
+    mirrors: str = typer.Option(
+        "/work/.mirror", help="Folder of GitHub snapshots (bare git dirs, owner+name/)."
+    ),
+    out: str = typer.Option("~/.cache/aivsreal/corpus", help="Corpus folder (patches, manifest, report)."),
+    downloads: str = typer.Option("~/.cache/aivsreal/downloads", help="Cache of Debian/PyPI downloads."),
+    reserved: Optional[str] = typer.Option(
+        None, help="Folder with the reserved lists (default: $AIVSREAL_RESERVED_DIR or ../shared/data)."
+    ),
+    no_reserved: bool = typer.Option(
+        False, "--no-reserved", help="Build without reserved lists (not for training)."
+    ),
+    fakes: bool = typer.Option(True, "--fakes/--no-fakes", help="Make aligned (TAEF2) and synthetic fakes."),
+    aligned_per_original: Optional[int] = typer.Option(None, help="TAEF2 fakes per real original (cap)."),
+    synthetic_per_original: Optional[int] = typer.Option(
+        None, help="Synthetic fakes per family per real original."
+    ),
+    fake_seconds: Optional[float] = typer.Option(
+        None, help="Stop making fakes after this long (report: partial)."
+    ),
+    weights_dir: Optional[str] = typer.Option(None, help="Folder with taef2_{encoder,decoder}.safetensors."),
+    source: Optional[list[str]] = typer.Option(None, help="Build only this source (repeatable)."),
+    no_shortcut: bool = typer.Option(False, "--no-shortcut-check", help="Skip the data-summary pass."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build a patch corpus from a catalog (resumable, idempotent); writes manifest.csv and report.json."""
+    from .corpus.builder import Builder, BuildOptions
+    from .corpus.catalog import CatalogError, load_catalog
+
+    try:
+        cat = load_catalog(catalog)
+    except CatalogError as e:
+        fail(str(e))
+    if reserved is None and not no_reserved:
+        cands = [
+            os.environ.get("AIVSREAL_RESERVED_DIR"),
+            str(cat.base_dir() / ".." / ".." / "shared" / "data"),
+        ]
+        cands.append(os.path.join("..", "shared", "data"))
+        reserved = next(
+            (c for c in cands if c and os.path.isfile(os.path.join(c, "reserved_sha256.txt"))), None
+        )
+        if reserved is None:
+            fail("no reserved lists found: pass --reserved DIR (or --no-reserved for a throw-away build)")
+    opts = BuildOptions(
+        mirrors=mirrors,
+        out=out,
+        downloads=downloads,
+        reserved_dir=None if no_reserved else reserved,
+        fakes=fakes,
+        aligned_per_original=aligned_per_original,
+        synthetic_per_original=synthetic_per_original,
+        fake_seconds=fake_seconds,
+        weights_dir=weights_dir,
+        progress=not quiet,
+        sources=source or None,
+    )
+    try:
+        report = Builder(cat, opts).run(shortcut_check=not no_shortcut)
+    except (OSError, ValueError) as e:
+        fail(str(e))
+    keys = ("ai_originals", "real_originals", "ai_sources", "real_sources", "ai_generators", "gan_generators")
+    keys += ("camera_originals", "camera_models", "patches")
+    typer.echo(
+        json.dumps(
+            {k: report[k] for k in keys} | {"partial": report["partial"], "out": os.path.expanduser(out)}
+        )
+    )
+
+
 # ---- train ---------------------------------------------------------------------------------------
 @app.command()
 def train(

@@ -1,0 +1,191 @@
+"""Merge curators' catalog fragments and the dev set into one catalog (catalog/sources.yaml).
+
+Usage: python scripts/merge_catalog.py OUT.yaml [--mirrors DIR] [--dev DIR] FRAGMENT.yaml ...
+
+Each fragment entry is validated on its own (the catalog schema); entries that fail, that repeat a
+name, whose GitHub snapshot or commit is missing under --mirrors, or whose repository is reserved are
+dropped and listed on stderr. The dev set (``shared/data/dev``) becomes one ``local`` source per dev
+source, keeping its fixed split and groups from its manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from aivsreal.corpus.catalog import Source, parse_catalog, validate_entries
+from aivsreal.corpus.origins import OriginError, find_git_dir
+
+# dev source → (family, released, canonical generator name or None to keep the dev one)
+DEV_AI = {
+    "comfyui_auraflow": ("dit_flow", 2024, "AuraFlow"),
+    "comfyui_cosmos_predict2": ("dit_flow", 2025, "NVIDIA Cosmos-Predict2 2B"),
+    "comfyui_hidream_i1": ("dit_flow", 2025, "HiDream-I1"),
+    "comfyui_hunyuan_dit": ("dit_flow", 2024, "Hunyuan-DiT 1.2"),
+    "comfyui_lumina2": ("dit_flow", 2025, "Lumina-Image 2.0"),
+    "comfyui_qwen_image": ("dit_flow", 2025, "Qwen-Image"),
+    "comfyui_sd15_anime_finetunes": ("sd1", 2022, "SD1.x anime fine-tunes"),
+    "comfyui_sd35_large": ("dit_flow", 2024, "Stable Diffusion 3.5 Large"),
+    "comfyui_sd3_medium": ("dit_flow", 2024, "Stable Diffusion 3 Medium"),
+    "comfyui_sdxl_family": ("sd2_sdxl", 2023, "Stable Diffusion XL 1.0"),
+    "comfyui_stable_cascade": ("other_diffusion", 2024, "Stable Cascade"),
+    "comfyui_z_image_turbo": ("dit_flow", 2025, "Z-Image-Turbo"),
+    "compvis_sd_v1_readme_samples": ("sd1", 2022, "Stable Diffusion v1.x"),
+    "dalle2_openai_system_card": ("commercial", 2022, "DALL-E 2"),
+    "gpt4o_awesome_gpt4o_images": ("autoregressive", 2025, "GPT-4o image"),
+    "grip_gan_examples": ("gan", 2018, "mixed GANs (BigGAN, CycleGAN, pix2pix, ProGAN, StyleGAN)"),
+    "hunyuanimage3_repo_examples": ("autoregressive", 2025, "HunyuanImage 3.0"),
+    "imaginairy_openjourney": ("sd1", 2022, "Openjourney"),
+    "imaginairy_sd14": ("sd1", 2022, "Stable Diffusion v1.4"),
+    "imaginairy_sd15": ("sd1", 2022, "Stable Diffusion v1.5"),
+    "imaginairy_sd20": ("sd2_sdxl", 2022, "Stable Diffusion 2.0"),
+    "imaginairy_sd21": ("sd2_sdxl", 2022, "Stable Diffusion 2.1"),
+    "imaginairy_sdxl_opendalle": ("sd2_sdxl", 2023, "OpenDalle v1.1 (SDXL fine-tune)"),
+    "kandinsky3_repo_examples": ("other_diffusion", 2023, "Kandinsky 3"),
+    "nanobanana_picotrex_gallery": ("commercial", 2025, "Gemini 2.5 Flash Image (Nano Banana)"),
+    "sd1x_compvis_bento170502": ("sd1", 2022, "Stable Diffusion v1.x"),
+    "sd1x_compvis_edmundhong": ("sd1", 2022, "Stable Diffusion v1.x"),
+    "sd1x_compvis_extile1": ("sd1", 2022, "Stable Diffusion v1.x"),
+    "sd1x_compvis_misc_forks": ("sd1", 2022, "Stable Diffusion v1.x"),
+    "sd_photoreal_lucataco_cog": ("sd2_sdxl", 2023, "SD photoreal checkpoints (Realistic Vision, RealVisXL)"),
+    "sdxl_comfyui_hitthecodelabs": ("sd2_sdxl", 2023, "Stable Diffusion XL 1.0"),
+    "stylegan2ada_ffhq1024_agegan": ("gan", 2020, "StyleGAN2-ADA"),
+    "stylegan2ada_ffhq1024_kenton0607": ("gan", 2020, "StyleGAN2-ADA"),
+    "stylegan_katatech_out": ("gan", 2021, "StyleGAN2/StyleGAN3"),
+}
+DEV_REAL_FAMILY = {"faces": "faces", "objects": "web", "scenes": "web", "mixed": "benchmark"}
+DEV_REAL_BENCH = {
+    "github_kodak24",
+    "github_sr_bsd100",
+    "github_sr_set5_set14",
+    "github_sr_urban100",
+    "pypi_skimage_data",
+}
+
+
+def dev_sources(dev: Path, rel: str) -> list[dict]:
+    """One local source per dev-set source, with family/licence from SOURCES.md and the manifest."""
+    rows = list(csv.DictReader(open(dev / "manifest.csv", newline="", encoding="utf-8")))
+    counts = Counter(r["source"] for r in rows)
+    meta = {}
+    for line in (dev / "SOURCES.md").read_text(encoding="utf-8").splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5:
+            meta[cells[1]] = {
+                "label": cells[0],
+                "what": cells[2],
+                "origin": cells[3].strip("`"),
+                "licence": cells[4],
+            }
+    out = []
+    for name in sorted(counts):
+        m = meta.get(name, {})
+        label = next(r["label"] for r in rows if r["source"] == name)
+        gen_dev = next(r["generator"] for r in rows if r["source"] == name)
+        src: dict = {"name": f"dev_{name}", "label": label, "licence": m.get("licence", "unknown")[:200]}
+        if label == "ai":
+            fam, year, gen = DEV_AI.get(name, ("other_diffusion", None, None))
+            src |= {"generator": gen or gen_dev, "family": fam, "released": year}
+        else:
+            fam = "benchmark" if name in DEV_REAL_BENCH else DEV_REAL_FAMILY.get(gen_dev, "web")
+            src |= {"generator": gen_dev, "family": fam, "camera": False}
+        src["origin"] = {
+            "kind": "local",
+            "path": rel,
+            "manifest": "manifest.csv",
+            "include": [f"*/{label}/{name}/*"],
+        }
+        src["files"] = counts[name]
+        src["evidence"] = (
+            f"dev set source {name}: {m.get('what', '')[:160]}; from {m.get('origin', '')[:200]}"
+        )
+        out.append(src)
+    return out
+
+
+def check_github(src: Source, mirrors: Path, reserved: set[str]) -> str | None:
+    """Why a GitHub source cannot be used (no snapshot, commit absent, reserved), or None."""
+    o = src.origin
+    if o.kind != "github":
+        return None
+    if hashlib.sha256(o.repo.lower().encode()).hexdigest() in reserved:
+        return f"github:{o.repo} is a reserved repository"
+    try:
+        g = find_git_dir(mirrors, o.repo)
+    except OriginError as e:
+        return str(e)
+    r = subprocess.run(
+        ["git", f"--git-dir={g}", "cat-file", "-e", f"{o.commit}^{{commit}}"], capture_output=True
+    )
+    return None if r.returncode == 0 else f"commit {o.commit} not in {g}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("fragments", nargs="*")
+    ap.add_argument("--mirrors", default="/work/.mirror")
+    ap.add_argument("--dev", default=None, help="dev set folder to add as local sources")
+    ap.add_argument(
+        "--dev-rel", default="../../shared/data/dev", help="dev path as written (from the catalog's folder)"
+    )
+    ap.add_argument("--reserved", default="/work/shared/data/reserved_repos_sha256.txt")
+    a = ap.parse_intermixed_args()
+    reserved = set()
+    if Path(a.reserved).is_file():
+        reserved = {ln.split()[0] for ln in Path(a.reserved).read_text().splitlines() if ln.strip()}
+    keep: list[dict] = []
+    names: set[str] = set()
+    dropped: list[str] = []
+    entries: list[tuple[str, list]] = []
+    if a.dev:
+        entries.append(("dev", dev_sources(Path(a.dev), a.dev_rel)))
+    for f in a.fragments:
+        try:
+            doc = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            dropped.append(f"{f}: whole fragment unreadable: {e}")
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list):
+            dropped.append(f"{f}: no 'sources' list")
+            continue
+        entries.append((f, doc["sources"]))
+    for where, raw in entries:
+        good, bad = validate_entries(raw, where)
+        dropped += bad
+        for s in good:
+            why = check_github(s, Path(a.mirrors), reserved)
+            if s.name in names:
+                why = f"duplicate name {s.name!r}"
+            if why:
+                dropped.append(f"{where}: {s.name}: {why}")
+                continue
+            names.add(s.name)
+            keep.append(s.model_dump(mode="json", exclude_defaults=False))
+    for s in keep:  # tidy: drop empty optional fields
+        if s.get("released") is None:
+            s.pop("released", None)
+        if s["label"] == "ai":
+            s.pop("camera", None)
+    doc = {"version": 1, "sources": sorted(keep, key=lambda s: s["name"])}
+    parse_catalog(doc, a.out)  # the whole catalog must validate
+    header = "# Corpus catalog (issue #13): one entry per source; built by `aivsreal data build`.\n"
+    header += "# Merged by scripts/merge_catalog.py from the curators' fragments and the dev set.\n"
+    Path(a.out).write_text(
+        header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110), encoding="utf-8"
+    )
+    for d in dropped:
+        print(f"dropped: {d}", file=sys.stderr)
+    print(f"{len(keep)} sources written to {a.out}; {len(dropped)} dropped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
