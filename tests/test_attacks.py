@@ -180,3 +180,104 @@ def test_bad_numbers_in_a_yaml_config_are_refused(line, tmp_path, tiny_data):
     res = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--config", str(cfg), "--quiet"])
     assert res.exit_code == 2, res.output
     assert line.split(":")[0] in res.output and "c.yaml" in res.output, res.output
+
+
+# ---- 5. --csv writes through links, never replaces devices, checks its path before scoring ----------
+def _predict_csv(tiny_onnx: Path, img: Path, csv_path: Path | str):
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    return CliRunner().invoke(app, ["predict", str(img), "--model", str(tiny_onnx), "--csv", str(csv_path)])
+
+
+@pytest.fixture()
+def one_image(tmp_path: Path) -> Path:
+    from helpers import make_image
+
+    img = tmp_path / "in" / "a.png"
+    img.parent.mkdir()
+    make_image("real", 48).save(img)
+    return img
+
+
+def test_csv_through_a_symlink_writes_its_target_and_keeps_the_link(tiny_onnx, one_image, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "out.csv").write_text("old\n")
+    (real / "out.csv").chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real / "out.csv")
+    res = _predict_csv(tiny_onnx, one_image, link)
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and os.readlink(link) == str(real / "out.csv")
+    text = (real / "out.csv").read_text()
+    assert text.startswith("path,score") and str(one_image) in text
+    assert (real / "out.csv").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions kept
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(real / "new.csv")
+    assert _predict_csv(tiny_onnx, one_image, dangling).exit_code == 0
+    assert dangling.is_symlink() and (real / "new.csv").read_text().startswith("path,score")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_csv_to_a_device_is_written_in_place_not_replaced(tiny_onnx, one_image, tmp_path):
+    """Copies of /dev/null and /dev/full made here (the real ones are never put at risk)."""
+    import stat
+
+    null, full = tmp_path / "null", tmp_path / "full"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    assert _predict_csv(tiny_onnx, one_image, null).exit_code == 0
+    res = _predict_csv(tiny_onnx, one_image, full)
+    assert res.exit_code == 2 and "No space left on device" in res.output and "full" in res.output
+    assert "Traceback" not in res.output
+    for dev in (null, full):
+        assert stat.S_ISCHR(dev.stat().st_mode), f"{dev} was replaced by a regular file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "in", "null"]  # no temp file left
+
+
+def test_csv_to_a_fifo_is_written_in_place(tiny_onnx, one_image, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    res = _predict_csv(tiny_onnx, one_image, fifo)
+    reader.join(30)
+    assert res.exit_code == 0, res.output
+    assert got and got[0].startswith(b"path,score")
+    import stat
+
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+@pytest.mark.parametrize("where", ["directory", "under_a_file", "loop"])
+def test_bad_csv_path_is_refused_before_scoring(tiny_onnx, one_image, tmp_path, monkeypatch, where):
+    """Exit 2 naming the path, no traceback, and no image decoded (the check comes first)."""
+    import aivsreal.runtime
+
+    if where == "directory":
+        bad = tmp_path / "outdir"
+        bad.mkdir()
+    elif where == "under_a_file":
+        (tmp_path / "plain.txt").write_text("x")
+        bad = tmp_path / "plain.txt" / "out.csv"
+    else:
+        bad = tmp_path / "loop.csv"
+        bad.symlink_to(bad.name)
+    scored = []
+    real = aivsreal.runtime.Detector.iter_predict
+
+    def spy(self, *a, **k):
+        scored.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(aivsreal.runtime.Detector, "iter_predict", spy)
+    res = _predict_csv(tiny_onnx, one_image, bad)
+    assert res.exit_code == 2, res.output
+    assert str(bad) in res.output and "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)
+    assert scored == [], "the images were scored before the output path was checked"

@@ -424,8 +424,13 @@ def predict(
     csv_stdout = csv_out is not None and str(csv_out) == "-"
     if csv_stdout and json_out:
         fail("--json and --csv - both write to stdout: give --csv a file name")
-    if csv_out is not None and not csv_stdout and csv_out.is_dir():
-        fail(f"--csv {csv_out}: is a directory")
+    if csv_out is not None and not csv_stdout:
+        from .fsutil import check_output_path
+
+        try:  # before any scoring: a bad output path must not cost a whole run
+            check_output_path(csv_out)
+        except OSError as e:
+            fail(f"--csv {e.strerror or e}")
     try:
         det = Detector.load(model)
     except ModelLoadError as e:
@@ -476,9 +481,12 @@ def predict(
     if csv_stdout:
         sys.stdout.write(_csv_text(results, provenance))
     elif csv_out is not None:
-        from .fsutil import atomic_write_text
+        from .fsutil import write_output
 
-        atomic_write_text(csv_out, _csv_text(results, provenance))
+        try:  # through a symlink to its target; a device or FIFO is written directly, never replaced
+            write_output(csv_out, _csv_text(results, provenance).encode("utf-8"))
+        except OSError as e:
+            fail(f"--csv {e.strerror or e}")
     if n_err:
         typer.echo(f"{n_err} of {len(files)} file(s) could not be scored (see 'error' rows).", err=True)
     raise typer.Exit(EXIT_PARTIAL if n_err else EXIT_OK)
