@@ -28,14 +28,15 @@ def cli(
 
 
 @pytest.fixture(scope="module")
-def client(tiny_onnx):
+def client():
+    """The app in-process around the shipped model (no training needed)."""
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from aivsreal.runtime import Detector
     from aivsreal.serve import create_app
 
-    with TestClient(create_app(detector=Detector.load(tiny_onnx))) as c:
+    with TestClient(create_app(detector=Detector.load())) as c:
         yield c
 
 
@@ -52,10 +53,11 @@ def test_gzipped_assets_are_sent_encoded_or_plain(client):
     assert r.status_code == 200 and "content-encoding" not in r.headers and r.content == plain
     assert client.get("/assets/nothing.js").status_code == 404
     assert client.get("/").headers["content-type"].startswith("text/html")
-    assert b"swagger-ui-bundle.js" in client.get("/docs").content
+    docs = client.get("/docs").content
+    assert b"swagger-ui-bundle.js" in docs and b"/docs/init.js" in docs
 
 
-def test_web_dir_serves_another_build(tiny_onnx, tmp_path):
+def test_web_dir_serves_another_build(tmp_path):
     """--web-dir / $AIVSREAL_WEB_DIR: a web developer's fresh build is what the server shows."""
     from fastapi.testclient import TestClient
 
@@ -64,7 +66,7 @@ def test_web_dir_serves_another_build(tiny_onnx, tmp_path):
 
     (tmp_path / "assets").mkdir()
     (tmp_path / "index.html").write_text("<!doctype html><title>fresh build</title>")
-    with TestClient(create_app(detector=Detector.load(tiny_onnx), static_dir=tmp_path)) as c:
+    with TestClient(create_app(detector=Detector.load(), static_dir=tmp_path)) as c:
         assert "fresh build" in c.get("/").text
     p = cli("serve", "--web-dir", str(tmp_path / "nope"), "--port", "1")
     assert p.returncode == 2 and "no index.html" in p.stderr
@@ -279,3 +281,68 @@ def test_errors_are_results_unless_strict(tmp_path):
         det.predict([str(good), str(tmp_path / "missing.png")], strict=True)
     assert det.predict(str(good), strict=True).score is not None
     assert "strict=True" in (Detector.predict.__doc__ or "")
+
+
+# ---- 8. HTTP API -----------------------------------------------------------------------------------------
+def _png(seed: int = 1) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    make_image("real", 80, seed).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_openapi_documents_every_status_with_the_real_error_shape(client):
+    spec = client.get("/openapi.json").json()
+    text = json.dumps(spec)
+    assert "HTTPValidationError" not in text and "ValidationError" not in spec["components"]["schemas"]
+    op = spec["paths"]["/v1/predict"]["post"]
+    refs = {
+        c: r["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for c, r in op["responses"].items()
+    }
+    assert refs.pop("200") == "PredictResponse"
+    assert set(refs) == {"400", "408", "413", "415", "422", "503"} and set(refs.values()) == {"ErrorResponse"}
+    err = spec["components"]["schemas"]["ErrorResponse"]
+    assert (
+        err["required"] == ["error"]
+        and "detail" not in spec["components"]["schemas"]["ErrorInfo"]["properties"]
+    )
+    files = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["files"]
+    assert files["type"] == "array" and files["items"]["contentMediaType"] == "application/octet-stream"
+    assert "JsonSchema_string_binary" in client.get("/docs/init.js").text  # see test_web's try-it-out test
+    for path in ("/healthz", "/v1/model"):
+        assert (
+            "$ref" in spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        )
+
+
+def test_real_responses_match_the_documented_models(client):
+    from aivsreal.api_models import ErrorResponse, Health, ModelInfo, PredictResponse
+
+    Health.model_validate(client.get("/healthz").json())
+    ModelInfo.model_validate(client.get("/v1/model").json())
+    r = client.post("/v1/predict", files=[("files", ("a.png", _png())), ("files", ("t.txt", b"text"))])
+    assert r.status_code == 200
+    body = PredictResponse.model_validate(r.json())
+    assert body.results[0].score is not None and body.results[1].error.kind == "not_an_image"
+    r = client.post("/v1/predict", params={"provenance": "true"}, files=[("files", ("a.png", _png()))])
+    (item,) = PredictResponse.model_validate(r.json()).results
+    assert item.verdict and item.verdict.endswith("(model)") and isinstance(item.provenance, list)
+    assert r.json()["results"][0]["verdict"] == item.verdict
+    cases = [
+        (client.post("/v1/predict", files=[("files", ("t.txt", b"text"))]), 415, "no_image_scored"),
+        (client.post("/v1/predict", content=b"x", headers={"content-type": "text/plain"}), 415, None),
+        (
+            client.post("/v1/predict", params={"heatmap": "maybe"}, files=[("files", ("a.png", _png()))]),
+            422,
+            None,
+        ),
+        (client.post("/v1/predict", files=[("other", ("a.png", _png()))]), 400, "no_files"),
+        (client.get("/v1/nothing"), 404, "not_found"),
+    ]
+    for res, status, kind in cases:
+        assert res.status_code == status, res.text
+        e = ErrorResponse.model_validate(res.json())
+        assert kind is None or e.error.kind == kind
+        assert "detail" not in res.json() or e.error.kind == "invalid_request"

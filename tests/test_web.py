@@ -224,6 +224,28 @@ def test_api_docs_render_offline(server, browser):
     assert f"{server}/openapi.json" in requests
 
 
+@pytest.mark.browser
+@needs_browser
+def test_api_docs_try_it_out_offers_a_file_picker(server, browser):
+    """Swagger's try-it-out on POST /v1/predict: a file input, and no missing-component warning (the
+    upload schema is OpenAPI 3.1 contentMediaType, not format: binary)."""
+    from playwright.sync_api import expect
+
+    page = browser().new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.goto(f"{server}/docs")
+    op = page.locator(".opblock-post", has_text="/v1/predict")
+    expect(op).to_have_count(1, timeout=30_000)
+    op.locator(".opblock-summary").click()
+    op.locator("button.try-out__btn").click()
+    expect(op.locator("input[type=file]")).not_to_have_count(0, timeout=10_000)
+    expect(op.locator(".responses-table")).not_to_have_count(0)
+    assert "ErrorResponse" in op.inner_text() or "error" in op.inner_text()
+    missing = [m for m in console if "Could not find component" in m]
+    assert not missing, missing
+
+
 def _vectors(model_card: ModelCard) -> list[dict]:
     """Images (as files) and the tensors Python makes of them, under several preprocessing policies."""
     pp_model = model_card.preprocess

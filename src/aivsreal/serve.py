@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from python_multipart.exceptions import FormParserError
@@ -36,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from . import __version__
+from .api_models import Health, ModelInfo, PredictResponse, PredictUpload, error_responses
 from .fsutil import sha256_file
 from .imageio import MAX_PIXELS, DecodeError, decode
 from .preprocess import draft_size, to_input
@@ -257,44 +257,47 @@ class Service:
     def score(self, files: list[tuple[str, bytes]], provenance: bool, heatmap: bool) -> list[dict[str, Any]]:
         """Decode, preprocess and score every file in one model call; a bad file is an error item."""
         det, pp = self.det, self.det.pp
-        results: list[dict[str, Any] | None] = [None] * len(files)
+        preds: list[Prediction | None] = [None] * len(files)
         ok: list[tuple[int, np.ndarray]] = []
         for i, (name, data) in enumerate(files):
             try:
                 img = decode(data, max_pixels=self.max_pixels, draft=draft_size(pp)).image
                 ok.append((i, to_input(img, pp)))
             except DecodeError as e:
-                results[i] = Prediction(source=name, error=e.as_dict(), model_id=det.model_id).to_dict()
+                preds[i] = Prediction(source=name, error=e.as_dict(), model_id=det.model_id)
             except Exception as e:  # an unexpected decoder failure is still this file's error
                 err = {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}
-                results[i] = Prediction(source=name, error=err, model_id=det.model_id).to_dict()
+                preds[i] = Prediction(source=name, error=err, model_id=det.model_id)
         if ok:
             logits = det.backend.logits(np.stack([x for _, x in ok]))
             for (i, _), z in zip(ok, logits, strict=True):
-                results[i] = det.make_prediction(files[i][0], float(z)).to_dict()
-        for (name, data), r in zip(files, results, strict=True):
-            assert r is not None
+                preds[i] = det.make_prediction(files[i][0], float(z))
+        results = []
+        for (_, data), pred in zip(files, preds, strict=True):
+            assert pred is not None
             if provenance:
-                r["provenance"] = _provenance(data, name)
-                if isinstance(r["provenance"], dict) and "verdict" in r["provenance"]:
-                    r["verdict"] = r["provenance"]["verdict"]
-            if heatmap and "error" not in r:
+                _attach_provenance(pred, data)  # evidence items and the verdict, as predict --provenance
+            r = pred.to_dict()
+            if heatmap and pred.ok:
                 r["heatmap"] = _heatmap(data, None if det.path.suffix == ".onnx" else str(det.path))
-        return results  # type: ignore[return-value]
+            results.append(r)
+        return results
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _provenance(data: bytes, name: str) -> dict[str, Any]:
+def _attach_provenance(pred: Prediction, data: bytes) -> None:
+    """Set ``pred.provenance`` (evidence items) and ``pred.verdict``; a failing inspection is an item."""
     try:
-        from .provenance import inspect_bytes
-    except (ImportError, AttributeError) as e:
-        return error_body("unavailable", f"provenance inspection is not available: {e}")
-    try:
-        return inspect_bytes(data, name)
+        from .provenance import attach
+
+        attach(pred, data)
     except Exception as e:
-        return error_body("failed", f"provenance inspection failed: {type(e).__name__}: {e}")
+        from .provenance import combine, item
+
+        pred.provenance = [item("file", "provenance inspection failed", "error", f"{type(e).__name__}: {e}")]
+        pred.verdict = combine(pred, pred.provenance)
 
 
 def _heatmap(data: bytes, model: str | None) -> dict[str, Any]:
@@ -382,11 +385,16 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: the model is loaded")
+    @app.get("/healthz", tags=["service"], summary="Liveness: the model is loaded", response_model=Health)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "model_id": svc.det.model_id, "pending": svc.pending, "workers": svc.workers}
 
-    @app.get("/v1/model", tags=["model"], summary="The model card (preprocessing, threshold, metrics)")
+    @app.get(
+        "/v1/model",
+        tags=["model"],
+        summary="The model card (preprocessing, threshold, metrics)",
+        response_model=ModelInfo,
+    )
     async def model_card() -> dict[str, Any]:
         return svc.model_info()
 
@@ -395,7 +403,10 @@ def create_app(
         tags=["model"],
         summary="The ONNX model file, for on-device scoring",
         response_class=FileResponse,
-        responses={404: {"description": "the server runs a non-ONNX model"}},
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The ONNX file"},
+            **error_responses(404),
+        },
     )
     async def model_file() -> FileResponse:
         if not svc.onnx_sha256:
@@ -410,17 +421,7 @@ def create_app(
     upload_schema = {
         "requestBody": {
             "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["files"],
-                        "properties": {
-                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
-                        },
-                    }
-                }
-            },
+            "content": {"multipart/form-data": {"schema": PredictUpload.model_json_schema()}},
         }
     }
 
@@ -433,9 +434,12 @@ def create_app(
             "{path, score, label, uncertain, threshold, model_id} or {path, error: {kind, message}}. "
             "200 when at least one file was scored; when none was: 415 (all unsupported types), "
             "413 (all too many pixels), 422 (otherwise). Request errors: 400 malformed multipart, "
-            "408 body too slow, 413 body over the limit or too many files, 415 not multipart, 503 busy."
+            "408 body too slow, 413 body over the limit or too many files, 415 not multipart, 503 busy. "
+            "With provenance=true each result also has provenance (evidence items) and verdict."
         ),
         openapi_extra=upload_schema,
+        response_model=PredictResponse,
+        responses=error_responses(400, 408, 413, 415, 422, 503),
     )
     async def predict(request: Request, provenance: bool = False, heatmap: bool = False) -> Response:
         try:
@@ -462,13 +466,11 @@ def create_app(
                     what="API docs page", link='its schema at <a href="/openapi.json">/openapi.json</a>'
                 )
             )
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="aivsreal API",
-            swagger_js_url="/assets/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/assets/swagger/swagger-ui.css",
-            swagger_favicon_url="/assets/swagger/favicon-32x32.png",
-        )
+        return HTMLResponse(DOCS_HTML, headers={"Content-Security-Policy": DOCS_CSP})
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    async def docs_init() -> Response:
+        return Response(DOCS_INIT_JS, media_type="text/javascript")
 
     @app.get("/", include_in_schema=False)
     async def index() -> Any:
@@ -481,6 +483,38 @@ def create_app(
     app.mount("/assets", PrecompressedFiles(directory=static / "assets", check_dir=False), name="assets")
     return app
 
+
+# /docs: Swagger UI from this server's assets. The init script registers JsonSchema_string_binary (a file
+# input), the component Swagger UI looks up for arrays of files and would otherwise log as missing.
+DOCS_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>aivsreal API</title>
+<link rel="stylesheet" href="/assets/swagger/swagger-ui.css">
+<link rel="icon" type="image/png" href="/assets/swagger/favicon-32x32.png"></head>
+<body><div id="swagger-ui"></div>
+<script src="/assets/swagger/swagger-ui-bundle.js"></script><script src="/docs/init.js"></script></body></html>"""
+DOCS_INIT_JS = """"use strict";
+const fileInput = (system) =>
+  function JsonSchemaStringBinary(props) {
+    return system.React.createElement("input", {
+      type: "file",
+      disabled: props.disabled,
+      onChange: (e) => props.onChange(e.target.files[0], props.keyName),
+    });
+  };
+window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis],
+  plugins: [(system) => ({ components: { JsonSchema_string_binary: fileInput(system) } })],
+});
+"""
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 # Only a broken install or a --web-dir without a build gets here: the package carries the built page.
 _NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>aivsreal</title>
