@@ -137,6 +137,7 @@ class Builder:
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.source_info: dict[str, dict[str, Any]] = {}
         self.log: list[str] = []
+        self.linked_fixed = 0
 
     # ---- helpers --------------------------------------------------------------------------------
     def _bar(self, total: int, desc: str) -> tqdm:
@@ -275,6 +276,7 @@ class Builder:
                 if r.get("group_in")
                 else f"{root['source']}:{root['sha256'][:16]}"
             )
+        self._link_fixed(kept)
         self._split(kept)
         for r in kept:
             r["boxes"] = [
@@ -287,6 +289,38 @@ class Builder:
         if self.s.balance:
             self._balance(kept)
         return kept
+
+    def _link_fixed(self, kept: list[dict[str, Any]]) -> None:
+        """Put an original whose crops a fixed-split set (the dev set) already holds into that group/split.
+
+        The dev set keeps crops, not originals, so hashes cannot match; its groups name the original's
+        file (``source/<folder>_<file>``). An original of another source whose file name ends such a
+        name joins that group and split (test before val before train), so a dev test crop's original
+        never trains. A false match only moves an original to another split; it cannot leak.
+        """
+        index: dict[tuple[str, str], tuple[int, str, str]] = {}
+        rank = {"test": 0, "val": 1, "train": 2}
+        for r in kept:
+            if not r.get("group_in") or r.get("split_in") not in rank:
+                continue
+            label = self.by_name[r["source"]].label
+            name = r["group_in"].rsplit("/", 1)[-1].lower()
+            parts = name.split("_")
+            for k in range(len(parts)):
+                key = (label, "_".join(parts[k:]))
+                cand = (rank[r["split_in"]], r["group"], r["split_in"])
+                if key not in index or cand < index[key]:
+                    index[key] = cand
+        linked = 0
+        for r in kept:
+            if r.get("group_in"):
+                continue
+            base = r["path"].rsplit("/", 1)[-1].lower()
+            hit = index.get((self.by_name[r["source"]].label, base)) if len(base) >= 8 else None
+            if hit:
+                r["group"], r["split_in"], r["linked_fixed"] = hit[1], hit[2], True
+                linked += 1
+        self.linked_fixed = linked
 
     def _split(self, kept: list[dict[str, Any]]) -> None:
         by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -347,14 +381,12 @@ class Builder:
             n_fake = sum(len(v) for r in real for v in r["fakes"].values())
             n_ai = sum(len(r["boxes"]) for r in ai) + n_fake
             if n_ai > n_real:
+                # synthetic fakes go first, then surplus patches of AI originals (each keeps one), then
+                # aligned twins beyond the first (every real original keeps one)
+                n_ai -= self._trim(ai, n_ai - n_real, protect=lambda r, i: False, floor=4)
+                n_ai -= self._trim_fakes(real, list(reversed(self.s.synthetic_families)), n_ai - n_real, 0)
                 n_ai -= self._trim(ai, n_ai - n_real, protect=lambda r, i: False)
-                # then synthetic fakes, then aligned ones, but every real original keeps one aligned twin
-                for fam in [*reversed(self.s.synthetic_families), "aligned"]:
-                    floor = 1 if fam == "aligned" else 0
-                    for r in sorted(real, key=lambda r: (-len(r["fakes"].get(fam, [])), r["key"])):
-                        while n_ai > n_real and len(r["fakes"].get(fam, [])) > floor:
-                            r["fakes"][fam].pop()
-                            n_ai -= 1
+                n_ai -= self._trim_fakes(real, ["aligned"], n_ai - n_real, 1)
             elif n_real > n_ai:
 
                 def paired(r: dict[str, Any], i: int) -> bool:
@@ -362,30 +394,58 @@ class Builder:
 
                 self._trim(real, n_real - n_ai, protect=paired)
 
-    def _trim(self, recs: list[dict[str, Any]], surplus: int, protect: Any) -> int:
-        heap = [(-len(r["boxes"]), r["key"], j) for j, r in enumerate(recs) if len(r["boxes"]) > 1]
+    @staticmethod
+    def _trim_fakes(real: list[dict[str, Any]], fams: list[str], surplus: int, floor: int) -> int:
+        """Drop up to ``surplus`` planned fakes of these families, in turn, most-faked originals first."""
+        queues = {}
+        for fam in fams:
+            q = [
+                (-len(r["fakes"].get(fam, [])), r["key"], r)
+                for r in real
+                if len(r["fakes"].get(fam, [])) > floor
+            ]
+            heapq.heapify(q)
+            queues[fam] = q
+        removed = 0
+        while removed < surplus and any(queues.values()):
+            for fam in fams:
+                q = queues[fam]
+                if removed >= surplus or not q:
+                    continue
+                _, key, r = heapq.heappop(q)
+                r["fakes"][fam].pop()
+                removed += 1
+                if len(r["fakes"][fam]) > floor:
+                    heapq.heappush(q, (-len(r["fakes"][fam]), key, r))
+        return removed
+
+    def _trim(self, recs: list[dict[str, Any]], surplus: int, protect: Any, floor: int = 1) -> int:
+        """Drop up to ``surplus`` patches, most-patched originals first, none below ``floor`` patches."""
+        heap = [(-len(r["boxes"]), r["key"], j) for j, r in enumerate(recs) if len(r["boxes"]) > floor]
         heapq.heapify(heap)
         removed = 0
         while heap and removed < surplus:
             _, _, j = heapq.heappop(heap)
             r = recs[j]
             free = [i for i in range(len(r["boxes"])) if not protect(r, i)]
-            if len(r["boxes"]) <= 1 or not free:
+            if len(r["boxes"]) <= floor or not free:
                 continue
             i = free[-1]
             r["boxes"].pop(i)
             for fam, v in r["fakes"].items():  # indices after i shift down
                 r["fakes"][fam] = [x - 1 if x > i else x for x in v]
             removed += 1
-            if len(r["boxes"]) > 1:
+            if len(r["boxes"]) > floor:
                 heapq.heappush(heap, (-len(r["boxes"]), r["key"], j))
         return removed
 
     # ---- cut ------------------------------------------------------------------------------------
     def patch_path(self, r: dict[str, Any], i: int) -> str:
+        """A patch's file, named by its box: the same name always holds the same pixels."""
         src = self.by_name[r["source"]]
         ext = "jpg" if r["format"] == "JPEG" else "png"
-        return f"patches/{src.label}/{src.name}/{r['key']}_p{i:02d}.{ext}"
+        x, y, w, h = r["boxes"][i]
+        return f"patches/{src.label}/{src.name}/{r['key']}_{x}_{y}_{w}x{h}.{ext}"
 
     def cut_all(self, kept: list[dict[str, Any]]) -> None:
         """Cut every kept original's planned boxes (checkpointed per original)."""
@@ -453,17 +513,23 @@ class Builder:
 
     # ---- fakes ----------------------------------------------------------------------------------
     def fake_path(self, fam: str, r: dict[str, Any], i: int) -> str:
-        return f"patches/ai/{FAKE_SOURCES[fam]}/{r['key']}_p{i:02d}.png"
+        x, y, w, h = r["boxes"][i]
+        return f"patches/ai/{FAKE_SOURCES[fam]}/{r['key']}_{x}_{y}_{w}x{h}.png"
 
     def fakes_all(self, kept: list[dict[str, Any]]) -> dict[str, int]:
         """Make the planned fakes; returns how many planned fakes were not made (time budget)."""
-        jobs = [
-            (fam, r, i)
-            for r in kept
-            if r.get("patch_files")
-            for fam in ["aligned", *self.s.synthetic_families]
-            for i in r["fakes"].get(fam, [])
-        ]
+        # Order: one aligned twin per original first, then the synthetic families, then further aligned
+        # twins; inside each rank a seeded shuffle, so a time budget leaves no source without fakes.
+        ranked = []
+        for r in kept:
+            if not r.get("patch_files"):
+                continue
+            for fam in ["aligned", *self.s.synthetic_families]:
+                for n, i in enumerate(r["fakes"].get(fam, [])):
+                    rank = 0 if fam == "aligned" and n == 0 else 2 if fam == "aligned" else 1
+                    ranked.append((rank, _unit(self.s.seed, f"{fam}:{r['key']}:{i}"), fam, r, i))
+        ranked.sort(key=lambda t: t[:2])
+        jobs = [(fam, r, i) for _, _, fam, r, i in ranked]
         pending: dict[str, int] = defaultdict(int)
         for r in kept:
             r["fake_files"] = {}
@@ -492,7 +558,7 @@ class Builder:
                 )
                 break
             try:
-                b = maker.make(fam, self.out / r["patch_files"][i], f"{r['sha256']}:{i}")
+                b = maker.make(fam, self.out / r["patch_files"][i], f"{r['sha256']}:{r['boxes'][i]}")
             except Exception as e:  # one bad patch must not stop the build
                 self.note(f"{rel}: fake failed: {e}")
                 pending[fam] += 1

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ..imageio import MAX_PIXELS, to_rgb
 
 JPEG_FORMATS = ("JPEG", "MPO")
 PATCH_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF")
+JPEGTRAN_JOBS = 3
 _heif_ready: bool | None = None
 
 
@@ -175,8 +177,10 @@ def cut(data: bytes, fmt: str, boxes: list[tuple[int, int, int, int]], outs: lis
         with tempfile.TemporaryDirectory(prefix="aivsreal-cut-") as td:
             src = Path(td) / "in.jpg"
             src.write_bytes(data)
-            for (x, y, bw, bh), out in zip(boxes, outs):
-                dst = Path(td) / "out.jpg"
+
+            def one(job: tuple[int, tuple[int, int, int, int]]) -> bytes:
+                n, (x, y, bw, bh) = job
+                dst = Path(td) / f"out{n}.jpg"
                 r = subprocess.run(
                     [exe, "-copy", "none", "-crop", f"{bw}x{bh}+{x}+{y}", "-outfile", str(dst), str(src)],
                     capture_output=True,
@@ -187,6 +191,11 @@ def cut(data: bytes, fmt: str, boxes: list[tuple[int, int, int, int]], outs: lis
                 with Image.open(io.BytesIO(b)) as chk:
                     if chk.size != (bw, bh):
                         raise PatchError("jpeg_crop_failed", f"crop gave {chk.size}, wanted {(bw, bh)}")
+                return b
+
+            with ThreadPoolExecutor(JPEGTRAN_JOBS) as ex:  # jpegtran re-reads the whole file per crop
+                results = list(ex.map(one, enumerate(boxes)))
+            for b, out in zip(results, outs):
                 _atomic_bytes(out, b)
                 shas.append(hashlib.sha256(b).hexdigest())
         return shas

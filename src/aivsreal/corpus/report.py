@@ -143,6 +143,7 @@ def build_report(
             "formats": dict(sorted(Counter(r["format"] for r in ks).items())),
             "sizes": _sizes(ks),
             "splits": dict(sorted(Counter(r["split"] for r in ks).items())),
+            "linked_to_fixed_split_groups": b.linked_fixed,
             "skipped": dict(
                 sorted((k, v) for k, v in status_by_source.get(src.name, {}).items() if k != "ok")
             ),
@@ -289,6 +290,7 @@ def build_report(
             "groups_with_near_duplicates_within_a_source": sum(1 for v in merged_groups.values() if v > 1),
             "by_source": dict(sorted(Counter(r["source"] for r in dups + near).items())),
         },
+        "linked_to_fixed_split_groups": b.linked_fixed,
         "skipped": dict(sorted(Counter(r["status"] for r in all_recs if r["status"] != "ok").items())),
         "ai_generator_list": {
             m["name"]: {
