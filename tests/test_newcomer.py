@@ -346,3 +346,73 @@ def test_real_responses_match_the_documented_models(client):
         e = ErrorResponse.model_validate(res.json())
         assert kind is None or e.error.kind == kind
         assert "detail" not in res.json() or e.error.kind == "invalid_request"
+
+
+# ---- 5. formats users have; too small to judge --------------------------------------------------------------
+def _encoded(fmt: str, size=(300, 200)) -> bytes:
+    import io
+
+    from aivsreal.imageio import _load_plugins
+
+    _load_plugins()
+    buf = io.BytesIO()
+    make_image("real", size[1], 4, w=size[0]).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,ext", [("HEIF", ".heic"), ("AVIF", ".avif"), ("JXL", ".jxl")])
+def test_phone_and_web_formats_are_scored(fmt, ext, tmp_path):
+    """HEIC (pillow-heif, base install) and AVIF (Pillow) always; JPEG XL with the [jxl] extra, else a
+    clear unsupported_format naming it."""
+    if fmt == "JXL":
+        pytest.importorskip("pillow_jxl", reason="the [jxl] extra is not installed")
+    from aivsreal import Detector
+    from aivsreal.imageio import decode
+
+    data = _encoded(fmt)
+    assert decode(data).image.size == (300, 200)
+    f = tmp_path / f"photo{ext}"
+    f.write_bytes(data)
+    p = cli("predict", str(tmp_path), "--json")  # found in a folder by its extension, scored
+    assert p.returncode == 0, p.stderr
+    (row,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert row["path"] == str(f) and 0 <= row["score"] <= 1
+    assert row["score"] == pytest.approx(Detector.load().predict(data).score, abs=1e-6)
+
+
+def test_a_missing_plugin_is_named(monkeypatch):
+    """Without a format's plugin the file is unsupported_format with what to install, not 'not an image'."""
+    from aivsreal import imageio
+
+    jxl = b"\xff\x0a" + bytes(60)
+    assert "aivsreal[jxl]" in imageio.missing_plugin(jxl)
+    heic = b"\x00\x00\x00\x18ftypheic" + bytes(40)
+    assert "pillow-heif" in imageio.missing_plugin(heic)
+    monkeypatch.setattr(
+        imageio, "SUPPORTED_FORMATS", tuple(f for f in imageio.SUPPORTED_FORMATS if f != "JXL")
+    )
+    data = _encoded("JXL") if _has("pillow_jxl") else jxl
+    with pytest.raises(imageio.DecodeError) as e:
+        imageio.decode(data)
+    assert e.value.kind == "unsupported_format" and "[jxl]" in e.value.message
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+def test_too_small_inputs_are_uncertain_with_a_reason(client):
+    import numpy as np
+
+    from aivsreal import Detector
+
+    r = Detector.load().predict(np.zeros((10, 10, 3), np.uint8))
+    assert r.ok and r.uncertain and "too small" in r.reason and "10x10" in r.reason
+    assert r.to_dict()["reason"] == r.reason
+    big = Detector.load().predict(np.zeros((64, 64, 3), np.uint8))
+    assert big.reason is None and "reason" not in big.to_dict()
+    tiny = _encoded("PNG", size=(20, 12))
+    res = client.post("/v1/predict", files=[("files", ("tiny.png", tiny))]).json()["results"][0]
+    assert res["uncertain"] is True and "20x12" in res["reason"]

@@ -48,7 +48,10 @@ class ScoredFile(_Extras):
     path: str = Field(description="The uploaded file's name.")
     score: float = Field(ge=0, le=1, description="Calibrated probability that the image is AI-generated.")
     label: Literal["ai", "real"] = Field(description="ai when score >= threshold.")
-    uncertain: bool = Field(description="The score lies within the card's uncertain band of the threshold.")
+    uncertain: bool = Field(
+        description="The score lies within the card's uncertain band of the threshold, or see reason."
+    )
+    reason: str | None = Field(None, description="Why it is uncertain whatever the score, e.g. too small.")
     threshold: float = Field(gt=0, lt=1, description="The model's decision line on the score.")
     model_id: str
 

@@ -515,7 +515,7 @@ def _row(p, width: int, provenance: bool) -> str:
     name = p.source if len(p.source) <= width else "…" + p.source[-(width - 1) :]
     if not p.ok:
         return f"{name:<{width}}  {'error':>6}  {p.error['kind']}: {p.error['message']}"
-    tag = p.label + (" (uncertain)" if p.uncertain else "")
+    tag = p.label + (f" (uncertain: {p.reason})" if p.reason else " (uncertain)" if p.uncertain else "")
     extra = f"  {p.verdict}" if provenance and p.verdict else ""
     return f"{name:<{width}}  {p.score:6.3f}  {tag}{extra}"
 

@@ -23,8 +23,26 @@ MAX_PIXELS = 64_000_000  # ~8000×8000; more is refused before decoding
 MAX_FILE_BYTES = 100 * 1024 * 1024
 # The only Pillow plugins ever tried on a user's bytes (``Image.open(formats=...)``): never EPS/PS (Pillow
 # hands those to Ghostscript), PDF, ICNS, SGI ... whatever the file is named.
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+# HEIF/HEIC (phone photos) come from pillow-heif (a base dependency), AVIF from Pillow itself, JPEG XL from
+# pillow-jxl-plugin (the [jxl] extra).
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO", "HEIF", "AVIF", "JXL")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif")
+IMAGE_EXTENSIONS += (".heic", ".heif", ".hif", ".avif", ".jxl")
+# Formats whose plugin may be missing: how to recognise them, and what to install.
+_PLUGIN_FORMATS = (
+    (
+        "HEIF",
+        lambda h: h[4:8] == b"ftyp" and h[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"),
+        "pillow-heif",
+    ),
+    ("AVIF", lambda h: h[4:8] == b"ftyp" and h[8:12] in (b"avif", b"avis"), "Pillow >= 11.3 built with AVIF"),
+    (
+        "JPEG XL",
+        lambda h: h[:2] == b"\xff\x0a" or h[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n",
+        'the [jxl] extra: pip install "aivsreal[jxl]"',
+    ),
+)
+_plugins_loaded = False
 
 # Pillow's own bomb check warns at MAX_IMAGE_PIXELS and errors at 2x; we check the header ourselves.
 Image.MAX_IMAGE_PIXELS = None
@@ -116,13 +134,40 @@ def decode(
     raise DecodeError("unsupported_input", f"cannot decode a {type(source).__name__}")
 
 
+def _load_plugins() -> None:
+    """Register the optional format plugins once (HEIF from pillow-heif, JPEG XL from pillow-jxl-plugin)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    Image.init()
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    except ImportError:
+        pass
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL plugin on import)
+    except ImportError:
+        pass
+    _plugins_loaded = True
+
+
+def missing_plugin(head: bytes) -> str | None:
+    """For bytes of a known format whose plugin is not installed: a message saying what to install."""
+    for name, test, what in _PLUGIN_FORMATS:
+        if test(head):
+            return f"{name} image, but this install cannot decode it: needs {what}"
+    return None
+
+
 def open_image(fp: Any) -> Image.Image:
     """``Image.open`` restricted to :data:`SUPPORTED_FORMATS`: the one way user bytes reach Pillow.
 
     Other plugins are never even tried, so an EPS file (named ``.jpg`` or not) is not an image here and
     never reaches Ghostscript. Raises what ``Image.open`` raises (``UnidentifiedImageError`` ...).
     """
-    Image.init()
+    _load_plugins()
     # MPO has no opener of its own (the JPEG plugin returns MPO images); a plugin registered later (HEIF)
     # counts once it is in Image.OPEN.
     formats = [f for f in SUPPORTED_FORMATS if f in Image.OPEN]
@@ -135,6 +180,10 @@ def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedIma
     try:
         im = open_image(fp)
     except UnidentifiedImageError:
+        fp.seek(0)
+        hint = missing_plugin(fp.read(32))
+        if hint:
+            raise DecodeError("unsupported_format", hint) from None
         raise DecodeError("not_an_image", "not a recognised image format") from None
     except MemoryError:
         raise DecodeError("too_many_pixels", "image header too large to parse in memory") from None

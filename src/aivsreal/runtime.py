@@ -27,6 +27,15 @@ from .preprocess import apply_tier, load, to_input, tta_views
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models_dist"
 DEFAULT_MODEL_NAME = "default.onnx"
 MODEL_ENV = "AIVSREAL_MODEL"
+MIN_SIDE = 32  # an image smaller than this on a side is scored but marked uncertain: too little to judge
+
+
+def too_small(size: tuple[int, int]) -> str | None:
+    """Why an image of ``size`` (w, h) is too small to judge, or None."""
+    w, h = size
+    if min(w, h) < MIN_SIDE:
+        return f"too small to judge: {w}x{h} px (under {MIN_SIDE} px on a side)"
+    return None
 
 
 class PredictionError(ValueError):
@@ -59,6 +68,7 @@ class Prediction:
     error: dict[str, str] | None = None
     provenance: list[dict[str, Any]] | None = None
     verdict: str | None = None  # label after combining with provenance (see provenance.combine)
+    reason: str | None = None  # why the score is marked uncertain beyond its distance to the threshold
 
     @property
     def ok(self) -> bool:
@@ -77,6 +87,8 @@ class Prediction:
                 "threshold": self.threshold,
                 "model_id": self.model_id,
             }
+            if self.reason:
+                d["reason"] = self.reason
             if full:
                 d["logit"] = self.logit
         if self.provenance is not None:
@@ -207,25 +219,33 @@ class Detector:
         """Calibrated P(AI) from raw logits (temperature from the card)."""
         return sigmoid(np.asarray(logits, dtype=np.float64) / float(self.card.temperature))
 
-    def make_prediction(self, source: str, logit: float) -> Prediction:
+    def make_prediction(self, source: str, logit: float, reason: str | None = None) -> Prediction:
+        """The prediction for a logit; ``reason`` (e.g. too small) marks it uncertain whatever the score."""
         c = self.card
         score = float(self.score_logits(np.array([logit]))[0])
         return Prediction(
             source=source,
             score=score,
             label=c.labels[1] if score >= c.threshold else c.labels[0],
-            uncertain=abs(score - c.threshold) < c.uncertain_band,
+            uncertain=bool(reason) or abs(score - c.threshold) < c.uncertain_band,
             threshold=c.threshold,
             model_id=self.model_id,
             logit=float(logit),
+            reason=reason,
         )
 
     def prepare(self, source: ImageSource, tier: str = "clean", tta: bool = False) -> list[np.ndarray]:
         """Decode and preprocess one source into its model input view(s). Raises DecodeError."""
-        img = load(source, self.pp).image
+        return self._prepare(source, tier, tta)[0]
+
+    def _prepare(self, source: ImageSource, tier: str, tta: bool) -> tuple[list[np.ndarray], str | None]:
+        """Model input view(s) and, for an image too small to judge, the reason."""
+        dec = load(source, self.pp)
+        img = dec.image
         if tier != "clean":
             img = apply_tier(img, tier)
-        return tta_views(img, self.pp) if tta else [to_input(img, self.pp)]
+        views = tta_views(img, self.pp) if tta else [to_input(img, self.pp)]
+        return views, too_small(dec.original_size)
 
     def predict(
         self,
@@ -267,14 +287,15 @@ class Detector:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         workers = workers or max(1, min(4, os.cpu_count() or 1))
 
-        def prep(src: Any) -> tuple[str, list[np.ndarray] | None, dict[str, str] | None]:
+        def prep(src: Any) -> tuple[str, list[np.ndarray] | None, dict[str, str] | None, str | None]:
             name = names(src)
             try:
-                return name, self.prepare(src, tier=tier, tta=tta), None
+                views, reason = self._prepare(src, tier, tta)
+                return name, views, None, reason
             except DecodeError as e:
-                return name, None, e.as_dict()
+                return name, None, e.as_dict(), None
             except Exception as e:  # an unexpected decoder failure is still one file's error
-                return name, None, {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}
+                return name, None, {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}, None
 
         with ThreadPoolExecutor(workers) as ex:
             it = iter(sources)
@@ -292,9 +313,11 @@ class Detector:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
                 yield from self._run_chunk([f.result() for f in chunk])
 
-    def _run_chunk(self, prepared: list[tuple[str, list[np.ndarray] | None, dict[str, str] | None]]):
+    def _run_chunk(
+        self, prepared: list[tuple[str, list[np.ndarray] | None, dict[str, str] | None, str | None]]
+    ):
         views, owners = [], []
-        for i, (_, v, _) in enumerate(prepared):
+        for i, (_, v, _, _) in enumerate(prepared):
             if v is not None:
                 views.extend(v)
                 owners.extend([i] * len(v))
@@ -303,11 +326,11 @@ class Detector:
             out = self.backend.logits(np.stack(views))
             for i, z in zip(owners, out):
                 logits_per.setdefault(i, []).append(float(z))
-        for i, (name, _, err) in enumerate(prepared):
+        for i, (name, _, err, reason) in enumerate(prepared):
             if err is not None:
                 yield Prediction(source=name, error=err, model_id=self.model_id)
             else:
-                yield self.make_prediction(name, float(np.mean(logits_per[i])))
+                yield self.make_prediction(name, float(np.mean(logits_per[i])), reason)
 
     def info(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_id": self.model_id, "card": self.card.to_dict()}

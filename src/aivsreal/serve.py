@@ -39,7 +39,7 @@ from .api_models import Health, ModelInfo, PredictResponse, PredictUpload, error
 from .fsutil import sha256_file
 from .imageio import MAX_PIXELS, DecodeError, decode
 from .preprocess import draft_size, to_input
-from .runtime import Detector, Prediction
+from .runtime import Detector, Prediction, too_small
 
 # The built page (committed, so pip installs carry it); AIVSREAL_WEB_DIR or --web-dir serves another build.
 WEB_STATIC = Path(__file__).parent / "web_static"
@@ -259,10 +259,12 @@ class Service:
         det, pp = self.det, self.det.pp
         preds: list[Prediction | None] = [None] * len(files)
         ok: list[tuple[int, np.ndarray]] = []
+        small: dict[int, str | None] = {}
         for i, (name, data) in enumerate(files):
             try:
-                img = decode(data, max_pixels=self.max_pixels, draft=draft_size(pp)).image
-                ok.append((i, to_input(img, pp)))
+                dec = decode(data, max_pixels=self.max_pixels, draft=draft_size(pp))
+                ok.append((i, to_input(dec.image, pp)))
+                small[i] = too_small(dec.original_size)
             except DecodeError as e:
                 preds[i] = Prediction(source=name, error=e.as_dict(), model_id=det.model_id)
             except Exception as e:  # an unexpected decoder failure is still this file's error
@@ -271,7 +273,7 @@ class Service:
         if ok:
             logits = det.backend.logits(np.stack([x for _, x in ok]))
             for (i, _), z in zip(ok, logits, strict=True):
-                preds[i] = det.make_prediction(files[i][0], float(z))
+                preds[i] = det.make_prediction(files[i][0], float(z), small[i])
         results = []
         for (_, data), pred in zip(files, preds, strict=True):
             assert pred is not None
