@@ -416,3 +416,75 @@ def test_too_small_inputs_are_uncertain_with_a_reason(client):
     tiny = _encoded("PNG", size=(20, 12))
     res = client.post("/v1/predict", files=[("files", ("tiny.png", tiny))]).json()["results"][0]
     assert res["uncertain"] is True and "20x12" in res["reason"]
+
+
+# ---- 3 and 9. the page: the decision line, order of choice, unreadable files ----------------------------------
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    pytest.importorskip("uvicorn")
+    from serve_helpers import start_server, stop_server
+
+    tmp = tmp_path_factory.mktemp("shipped_server")
+    proc, base = start_server(ROOT / "src/aivsreal/models_dist/default.onnx", tmp / "server.log")
+    yield base
+    stop_server(proc)
+
+
+@pytest.mark.browser
+def test_page_states_the_decision_line_keeps_order_and_labels_unreadable_files(shipped_server, tmp_path):
+    from test_web import _browser_missing
+
+    if _browser_missing():
+        pytest.skip(_browser_missing())
+    from playwright.sync_api import expect, sync_playwright
+    from test_web import CHROMIUM, FLAGS
+
+    names = ["b-first.png", "a-second.jpg", "c-broken.jpg", "d-tiny.png"]
+    make_image("real", 120, 1).save(tmp_path / names[0])
+    make_image("ai", 100, 2).save(tmp_path / names[1], quality=90)
+    (tmp_path / names[2]).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(100))
+    make_image("real", 12, 3, w=20).save(tmp_path / names[3])
+    t = f"{_shipped_threshold():.2f}"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(f"{shipped_server}/")
+            expect(page.locator("body[data-ready=true]")).to_have_count(1, timeout=60_000)
+            info = page.locator("#model-info").inner_text()
+            assert f"AI at ≥ {t}" in info and str(_shipped_threshold()) not in info, info
+            assert "calibrated probability" in page.locator("footer").inner_text()
+            page.set_input_files("#file-input", [str(tmp_path / n) for n in names])
+            expect(page.locator("li.result[data-state=pending]")).to_have_count(0, timeout=120_000)
+            items = page.locator("li.result")
+            assert [items.nth(i).get_attribute("data-name") for i in range(4)] == names  # order of choice
+            broken = page.locator("li.result[data-name='c-broken.jpg']")
+            assert broken.get_attribute("data-state") == "error"
+            expect(broken.locator(".thumb.placeholder")).to_have_text("No preview")
+            assert "Could not score this file" in broken.inner_text()
+            for n in (names[0], names[1], names[3]):
+                li = page.locator(f"li.result[data-name='{n}']")
+                assert li.get_attribute("data-state") == "done"
+                assert f"AI at ≥ {t}" in li.locator(".verdict").inner_text()
+                colours = li.evaluate(
+                    """(li) => [getComputedStyle(li.querySelector('.bar .fill')).backgroundColor,
+                                getComputedStyle(li.querySelector('.verdict')).color]"""
+                )
+                assert colours[0] == colours[1], (n, colours)  # bar and words in the label's colour
+            tiny = page.locator(f"li.result[data-name='{names[3]}']")
+            assert tiny.get_attribute("data-uncertain") == "true" and "too small" in tiny.inner_text()
+            # a second choice goes on top, again in its own order
+            page.set_input_files("#file-input", [str(tmp_path / names[1]), str(tmp_path / names[0])])
+            expect(page.locator("li.result[data-state=pending]")).to_have_count(0, timeout=120_000)
+            assert [items.nth(i).get_attribute("data-name") for i in range(2)] == [names[1], names[0]]
+        finally:
+            ctx.close()
+
+
+def test_heatmap_message_names_the_real_requirement(client):
+    r = client.post("/v1/predict", params={"heatmap": "true"}, files=[("files", ("a.png", _png()))])
+    heat = r.json()["results"][0]["heatmap"]
+    assert heat["error"]["kind"] == "needs_checkpoint"
+    assert "torch checkpoint" in heat["error"]["message"] and "--model" in heat["error"]["message"]

@@ -303,10 +303,16 @@ def _attach_provenance(pred: Prediction, data: bytes) -> None:
 
 
 def _heatmap(data: bytes, model: str | None) -> dict[str, Any]:
+    if model is None:  # the requirement is the model, whatever is installed: ONNX has no gradients
+        return error_body(
+            "needs_checkpoint",
+            "heatmaps need a torch checkpoint (ONNX models have no gradients): start the server with "
+            "aivsreal serve --model RUN_DIR (or CHECKPOINT.safetensors), with the [train] extra installed",
+        )
     try:
         from .explain import heatmap_png
     except (ImportError, AttributeError) as e:
-        return error_body("unavailable", f"heatmaps are not available (needs the [train] extra): {e}")
+        return error_body("unavailable", f"heatmaps need torch and grad-cam (the [train] extra): {e}")
     try:
         return {"png_base64": base64.b64encode(heatmap_png(data, model=model)).decode("ascii")}
     except Exception as e:  # ExplainError carries a kind (e.g. needs_torch for an ONNX-only server)

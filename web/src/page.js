@@ -2,7 +2,7 @@
 // device with the same ONNX model (shared scoring module, onnxruntime-web).
 
 import { Scorer } from "./score.js";
-import { resultItem } from "./ui.js";
+import { fmt2, resultItem } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const list = $("results");
@@ -24,7 +24,8 @@ async function loadModelInfo() {
   modelInfo = await r.json();
   const c = modelInfo.card;
   $("model-info").textContent =
-    `Model ${modelInfo.model_id} · threshold ${c.threshold} · uncertain within ±${c.uncertain_band}`;
+    `Model ${modelInfo.model_id} · score = calibrated P(AI) · labelled AI at ≥ ${fmt2(c.threshold)}, ` +
+    `real below · uncertain within ±${fmt2(c.uncertain_band)}`;
   if (!modelInfo.onnx_url) {
     const dev = document.querySelector('input[name="mode"][value="device"]');
     dev.disabled = true;
@@ -87,13 +88,16 @@ async function handleFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
   const m = mode();
+  // Newest batch first, each batch in the order the files were chosen.
+  const batch = document.createDocumentFragment();
   const jobs = files.map((file, i) => {
     const name = file.name || `pasted-${i + 1}`;
     const url = URL.createObjectURL(file);
     const item = resultItem(name, url);
-    list.prepend(item.li);
+    batch.append(item.li);
     return { file, name, item };
   });
+  list.prepend(batch);
   say(`Scoring ${files.length} image${files.length > 1 ? "s" : ""} ${m === "device" ? "on this device" : "on the server"}…`);
   if (m === "device") {
     let scorer;

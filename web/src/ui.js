@@ -3,6 +3,11 @@
 
 const LABEL_TEXT = { ai: "AI-generated", real: "Real photo" };
 
+/** A threshold or band as the page shows it: two decimals (0.8791862323012077 → "0.88"). */
+export function fmt2(x) {
+  return Number(x).toFixed(2);
+}
+
 /** The words shown for a result: label, or "Uncertain" with the side it leans to. */
 export function verdictText(r) {
   const base = LABEL_TEXT[r.label] || r.label;
@@ -24,8 +29,16 @@ export function resultItem(name, thumbUrl) {
   const img = el("img", "thumb");
   img.alt = `Thumbnail of ${name}`;
   img.decoding = "async";
+  // A file the browser cannot show (corrupt, not an image, HEIC ...) gets a labelled placeholder, not a blank.
+  const noPreview = () => {
+    const ph = el("div", "thumb placeholder", "No preview");
+    ph.setAttribute("role", "img");
+    ph.setAttribute("aria-label", `No preview of ${name}: the browser cannot display this file`);
+    img.replaceWith(ph);
+  };
   if (thumbUrl) img.src = thumbUrl;
-  img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+  else queueMicrotask(noPreview);
+  img.addEventListener("error", noPreview, { once: true });
   const body = el("div", "body");
   const title = el("h2", "name", name);
   title.title = name;
@@ -59,16 +72,24 @@ export function resultItem(name, thumbUrl) {
     li.dataset.state = "done";
     li.dataset.score = String(r.score);
     li.dataset.label = r.label;
+    li.dataset.threshold = String(r.threshold);
     li.dataset.uncertain = String(Boolean(r.uncertain));
     li.dataset.modelId = r.model_id;
     bar.hidden = false;
     bar.setAttribute("aria-valuenow", String(pct));
-    bar.setAttribute("aria-valuetext", `${pct}% likely AI-generated`);
-    bar.dataset.label = r.uncertain ? "uncertain" : r.label;
+    bar.setAttribute(
+      "aria-valuetext",
+      `score ${r.score.toFixed(3)}, labelled ${r.label} (AI at ${fmt2(r.threshold)} or more)`,
+    );
+    // The bar's colour is the label's (striped when uncertain), so a high score labelled real reads real.
+    bar.dataset.label = r.label;
+    bar.dataset.uncertain = String(Boolean(r.uncertain));
     fill.style.width = `${pct}%`;
     mark.style.left = `${r.threshold * 100}%`;
-    verdict.className = `verdict ${r.uncertain ? "uncertain" : r.label}`;
-    verdict.textContent = `${verdictText(r)} — P(AI) ${r.score.toFixed(3)}`;
+    mark.title = `decision line: AI at ${fmt2(r.threshold)} or more`;
+    verdict.className = `verdict ${r.label}`;
+    verdict.textContent = `${verdictText(r)} — score ${r.score.toFixed(3)}, AI at ≥ ${fmt2(r.threshold)}`;
+    if (r.reason) verdict.textContent += ` (${r.reason})`;
     const where = mode === "device" ? `on this device, ${Math.round(r.latency_ms)} ms` : "on the server";
     if (r.latency_ms !== undefined) li.dataset.latencyMs = String(r.latency_ms);
     meta.textContent = `model ${r.model_id} · ${where}`;
