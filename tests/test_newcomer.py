@@ -488,3 +488,21 @@ def test_heatmap_message_names_the_real_requirement(client):
     heat = r.json()["results"][0]["heatmap"]
     assert heat["error"]["kind"] == "needs_checkpoint"
     assert "torch checkpoint" in heat["error"]["message"] and "--model" in heat["error"]["message"]
+
+
+def test_readme_and_card_explain_the_threshold_and_tta():
+    """The README says why the threshold is where it is, with the shipped card's number; the model card
+    says how --tta was validated, with the numbers scripts/tta_check.py measured."""
+    readme = (ROOT / "README.md").read_text()
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert (
+        f"threshold is\n**{_shipped_threshold():.2f}**" in readme
+        or f"**{_shipped_threshold():.2f}**" in readme
+    )
+    assert "at most 3 % of real photos" in readme
+    tta = json.loads((ROOT / "src/aivsreal/models_dist/default.tta.json").read_text())
+    assert "## Test-time augmentation (`--tta`)" in card
+    assert f"flips {tta['label_flips']} of {tta['n']} labels" in card
+    assert f"{100 * tta['tta']['balanced_accuracy']:.1f} %" in card
+    assert f"up to {tta['abs_score_change']['max']:.2f}" in card
+    assert f"by up to {tta['abs_score_change']['max']:.2f}" in readme
