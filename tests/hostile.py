@@ -203,6 +203,10 @@ def make_corpus(root: Path, *, with_specials: bool = True) -> list[Case]:
         "bad WebP",
     )
 
+    # extreme aspect ratios: tiny files whose scaled-up model input used to take gigabytes; scored (uncertain)
+    for w, h in ((1, 10_000), (100_000, 1)):
+        strip = png_bytes(w, h, 0, 8, (b"\x00" + b"\x80" * w) * h)
+        put(f"strip_{w}x{h}.png", strip, True, why=f"{w}x{h} PNG ({len(strip)} bytes)")
     # PostScript must never reach Ghostscript, whatever the file is called: not an image at all here
     put("eps_loop_named_as.jpg", EPS_LOOP, False, {"not_an_image"}, "EPS with an endless loop, named .jpg")
     put("postscript_named_as.png", PS_PLAIN, False, {"not_an_image"}, "PostScript named .png")

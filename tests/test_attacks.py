@@ -281,3 +281,89 @@ def test_bad_csv_path_is_refused_before_scoring(tiny_onnx, one_image, tmp_path, 
     assert str(bad) in res.output and "Traceback" not in res.output
     assert isinstance(res.exception, SystemExit)
     assert scored == [], "the images were scored before the output path was checked"
+
+
+# ---- 1. extreme aspect ratios cost what the model input costs --------------------------------------
+STRIPS = [(1, 10_000), (1, 100_000), (100_000, 1), (3, 60_000)]
+
+
+def _strip(tmp_path: Path, w: int, h: int) -> Path:
+    from hostile import png_bytes
+
+    p = tmp_path / f"strip_{w}x{h}.png"
+    p.write_bytes(png_bytes(w, h, 0, 8, (b"\x00" + b"\x80" * w) * h))
+    return p
+
+
+@pytest.mark.parametrize("policy", ["native_crop", "center_crop", "resize"])
+def test_strip_geometry_is_bounded_by_the_model_input(tmp_path, policy):
+    import time
+
+    import numpy as np
+
+    from aivsreal.card import Preprocess
+    from aivsreal.preprocess import load, to_input
+
+    pp = Preprocess(size=224, policy=policy)
+    for w, h in STRIPS:
+        t0 = time.perf_counter()
+        x = to_input(load(_strip(tmp_path, w, h), pp).image, pp)
+        took = time.perf_counter() - t0
+        assert x.shape == (3, 224, 224) and np.isfinite(x).all()
+        assert took < 1.0, f"{w}x{h} {policy}: {took:.2f} s"  # was 7.5 s (1x10000) and ~20 GB (1x100000)
+
+
+def test_strip_training_view_is_bounded(tmp_path):
+    import random
+
+    from aivsreal.augment import AugmentConfig, train_view
+    from aivsreal.card import Preprocess
+    from aivsreal.imageio import decode
+
+    for policy in ("native_crop", "center_crop"):
+        pp = Preprocess(size=224, policy=policy)
+        img = decode(_strip(tmp_path, 1, 100_000)).image
+        assert train_view(img, pp, AugmentConfig(), random.Random(0)).size == (224, 224)
+
+
+def test_normal_images_keep_the_exact_scale_then_crop(tmp_path):
+    """The bounded path only replaces what would be huge: ordinary sizes are bit-identical as before."""
+    import numpy as np
+    from PIL import Image
+
+    from aivsreal.card import Preprocess
+    from aivsreal.preprocess import _RESAMPLE, center_crop, geometry, resize_short_side
+
+    rng = np.random.default_rng(0)
+    for policy in ("native_crop", "center_crop"):
+        for interp in ("bilinear", "bicubic", "lanczos"):
+            pp = Preprocess(size=224, policy=policy, interpolation=interp)
+            for w, h in ((100, 150), (223, 400), (31, 500), (600, 90)):
+                img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+                short = 224 if policy == "native_crop" else round(224 / pp.crop_pct)
+                want = center_crop(resize_short_side(img, short, _RESAMPLE[interp]), 224)
+                assert (np.asarray(geometry(img, pp)) == np.asarray(want)).all(), (policy, interp, w, h)
+
+
+def test_strips_are_scored_but_marked_uncertain(tiny_onnx, tmp_path):
+    from aivsreal.runtime import Detector
+
+    det = Detector.load(tiny_onnx, threads=1)
+    preds = det.predict([_strip(tmp_path, w, h) for w, h in STRIPS])
+    assert all(p.ok and p.uncertain for p in preds), [p.to_dict() for p in preds]
+
+
+@pytest.mark.slow
+def test_strip_predict_peak_memory_with_the_shipped_model(tmp_path):
+    """The issue's repro: `aivsreal predict` of a 125-byte 1×10000 PNG took 2.17 GB and 7.5 s."""
+    import time
+
+    files = [str(_strip(tmp_path, w, h)) for w, h in STRIPS]
+    t0 = time.perf_counter()
+    res = run_cli(["predict", *files, "--json"], timeout=120)
+    took = time.perf_counter() - t0
+    assert res.rc == 0 and "Traceback" not in res.stderr, res.stderr
+    rows = [json.loads(line) for line in res.lines()]
+    assert len(rows) == len(files) and all(r["uncertain"] for r in rows)
+    print(f"strips predict: peak RSS {res.maxrss_mb:.0f} MiB, {took:.1f} s")
+    assert res.maxrss_mb < 400, f"peak RSS {res.maxrss_mb:.0f} MiB"

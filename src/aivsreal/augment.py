@@ -37,10 +37,25 @@ def rng_for(seed: int, epoch: int, index: int) -> random.Random:
     return random.Random((seed * 1_000_003 + epoch) * 10_000_019 + index)
 
 
+MAX_ASPECT = 16  # a training view never sees more of a strip than this many short sides of its length
+
+
+def _limit_aspect(img: Image.Image, s: int) -> Image.Image:
+    """The centre of an extreme strip (1×100000): the augmentations' cost and JPEG's 65535 limit stay bounded."""
+    w, h = img.size
+    cap = max(s, MAX_ASPECT * min(w, h))
+    if max(w, h) <= cap:
+        return img
+    nw, nh = min(w, cap), min(h, cap)
+    left, top = (w - nw) // 2, (h - nh) // 2
+    return img.crop((left, top, left + nw, top + nh))
+
+
 def train_view(img: Image.Image, pp: Preprocess, cfg: AugmentConfig, rng: random.Random) -> Image.Image:
     """One augmented size×size training view of an RGB image, following the card's policy."""
     s = pp.size
     resample = _RESAMPLE[pp.interpolation]
+    img = _limit_aspect(img, s)
     if cfg.geometric:
         if rng.random() < cfg.rotate:
             img = img.rotate(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg), resample=resample)
@@ -63,7 +78,8 @@ def train_view(img: Image.Image, pp: Preprocess, cfg: AugmentConfig, rng: random
     else:
         short = s if pp.policy == "native_crop" else int(round(s / pp.crop_pct))
         if min(img.size) < s or pp.policy == "center_crop":
-            img = resize_short_side(img, max(short, s), resample)
+            # the random crop ranges over at most 4 sides' length: a 1×100000 strip stays small
+            img = resize_short_side(img, max(short, s), resample, max_long=4 * max(short, s))
         w, h = img.size
         x, y = rng.randint(0, w - s), rng.randint(0, h - s)
         img = img.crop((x, y, x + s, y + s))

@@ -43,8 +43,18 @@ def load(source: ImageSource, pp: Preprocess) -> DecodedImage:
     return decode(source, draft=draft_size(pp))
 
 
+# Past this many times the model input's pixels, the scaled image is never built (see geometry()).
+MAX_SCALED_FACTOR = 64
+
+
 def geometry(img: Image.Image, pp: Preprocess) -> Image.Image:
-    """Resize/crop an RGB image to size×size following the card's policy (deterministic, centred)."""
+    """Resize/crop an RGB image to size×size following the card's policy (deterministic, centred).
+
+    The work is bounded by the output, not the input: where the policy scales the shorter side and takes
+    the centre and the scaled image would exceed MAX_SCALED_FACTOR model inputs, only the source region
+    under that centre is resampled (Pillow's ``box``; equal to scale-then-crop up to the filter's edge
+    rows), so a 1×100000 strip costs one size×size resize (its scaled image would be 224×22.4M).
+    """
     s = pp.size
     resample = _RESAMPLE[pp.interpolation]
     w, h = img.size
@@ -52,21 +62,52 @@ def geometry(img: Image.Image, pp: Preprocess) -> Image.Image:
         return img if (w, h) == (s, s) else img.resize((s, s), resample)
     if pp.policy == "center_crop":
         short = int(round(s / pp.crop_pct))
-        img = resize_short_side(img, short, resample)
     elif min(w, h) < s:  # native_crop on a small image: upscale just enough
-        img = resize_short_side(img, s, resample)
-    return center_crop(img, s)
-
-
-def resize_short_side(img: Image.Image, short: int, resample: int) -> Image.Image:
-    w, h = img.size
-    if min(w, h) == short:
-        return img
-    if w <= h:
-        nw, nh = short, max(short, int(round(h * short / w)))
+        short = s
     else:
-        nw, nh = max(short, int(round(w * short / h))), short
-    return img.resize((nw, nh), resample)
+        return center_crop(img, s)
+    nw, nh = short_side_size(w, h, short)
+    if (nw, nh) == (w, h):
+        return center_crop(img, s)
+    if nw * nh <= MAX_SCALED_FACTOR * s * s:  # the usual case: the exact scale-then-crop of every release
+        return center_crop(img.resize((nw, nh), resample), s)
+    return resized_centre(img, (nw, nh), s, resample)
+
+
+def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
+    """The size of a (w, h) image whose shorter side is scaled to ``short`` (aspect ratio kept)."""
+    if min(w, h) == short:
+        return w, h
+    if w <= h:
+        return short, max(short, int(round(h * short / w)))
+    return max(short, int(round(w * short / h))), short
+
+
+def resized_centre(img: Image.Image, scaled: tuple[int, int], s: int, resample: int) -> Image.Image:
+    """The centre s×s of ``img`` resized to ``scaled``, computed from that region of the source only."""
+    w, h = img.size
+    nw, nh = scaled
+    left, top = (nw - s) // 2, (nh - s) // 2
+    sx, sy = w / nw, h / nh
+    return img.resize((s, s), resample, box=(left * sx, top * sy, (left + s) * sx, (top + s) * sy))
+
+
+def resize_short_side(
+    img: Image.Image, short: int, resample: int, max_long: int | None = None
+) -> Image.Image:
+    """Scale the shorter side to ``short``; with ``max_long``, only the centre ``max_long`` of the longer
+    side is produced (from that source region alone), so extreme aspect ratios cost bounded memory."""
+    w, h = img.size
+    nw, nh = short_side_size(w, h, short)
+    if (nw, nh) == (w, h):
+        return img
+    if max_long is None or max(nw, nh) <= max_long:
+        return img.resize((nw, nh), resample)
+    out_w, out_h = (nw, max_long) if nw <= nh else (max_long, nh)
+    left, top = (nw - out_w) // 2, (nh - out_h) // 2
+    sx, sy = w / nw, h / nh
+    box = (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
+    return img.resize((out_w, out_h), resample, box=box)
 
 
 def center_crop(img: Image.Image, s: int) -> Image.Image:

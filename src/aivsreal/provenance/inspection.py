@@ -15,7 +15,7 @@ from ..imageio import MAX_FILE_BYTES, MAX_PIXELS, open_image
 from .c2pa import _MIME, _check_c2pa, _sniff_mime
 from .items import _guard, _report, item
 from .metadata import _check_exif, _check_text_chunks, _check_xmp
-from .watermark import WATERMARK_MAX_PIXELS, WATERMARK_MIN_PIXELS, _check_watermarks
+from .watermark import WATERMARK_MAX_PIXELS, WATERMARK_MIN_PIXELS, WATERMARK_MIN_SIDE, _check_watermarks
 
 
 def inspect_path(path: str | os.PathLike) -> dict[str, Any]:
@@ -97,7 +97,8 @@ def _check_image(im: Image.Image, items: list, checks: dict[str, str]) -> None:
     checks["metadata"] = "done"
     if not loaded:
         checks["watermark"] = "skipped: image pixels could not be decoded"
-    elif w * h < WATERMARK_MIN_PIXELS:
+    elif w * h < WATERMARK_MIN_PIXELS or min(w, h) < WATERMARK_MIN_SIDE:
+        # by side too: a 1×100000 strip has the pixels but no 8×8 blocks, and its transform took 600 MB
         checks["watermark"] = "skipped: smaller than 256x256 (generators do not mark such images)"
     elif w * h > WATERMARK_MAX_PIXELS:
         checks["watermark"] = f"skipped: larger than {WATERMARK_MAX_PIXELS // 1_000_000} MP"

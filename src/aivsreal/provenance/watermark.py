@@ -12,6 +12,7 @@ from .items import EXTRA_HINT, item
 
 WATERMARK_MAX_PIXELS = 8_000_000  # the dwtDct decoder is a Python loop; generators mark at <= ~4 MP
 WATERMARK_MIN_PIXELS = 256 * 256  # the encoder refuses smaller images
+WATERMARK_MIN_SIDE = 64  # and an extreme strip has no room for its blocks
 
 # Invisible watermarks written by Stability's reference scripts with invisible-watermark's dwtDct method.
 _SDXL_BITS = [int(b) for b in bin(0b101100111110110010010000011110111011000110011110)[2:]]
