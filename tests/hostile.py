@@ -86,6 +86,13 @@ EPS_LOOP = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n{ } loop\n"
 PS_PLAIN = b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke showpage\n"
 
 
+def jpeg_scan_bomb(side: int, repeats: int) -> bytes:
+    """A flat side×side progressive JPEG whose last scan is repeated ``repeats`` times (tiny, slow to decode)."""
+    data = encode(Image.new("RGB", (side, side), (120, 130, 140)), "JPEG", quality=80, progressive=True)
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
 def exif_with_orientation(value: int) -> bytes:
     ex = Image.Exif()
     ex[0x0112] = value
@@ -207,6 +214,13 @@ def make_corpus(root: Path, *, with_specials: bool = True) -> list[Case]:
     for w, h in ((1, 10_000), (100_000, 1)):
         strip = png_bytes(w, h, 0, 8, (b"\x00" + b"\x80" * w) * h)
         put(f"strip_{w}x{h}.png", strip, True, why=f"{w}x{h} PNG ({len(strip)} bytes)")
+    put(
+        "scan_bomb.jpg",
+        jpeg_scan_bomb(1000, 2000),
+        False,
+        {"too_many_scans"},
+        "progressive JPEG, 2,010 scans",
+    )
     # PostScript must never reach Ghostscript, whatever the file is called: not an image at all here
     put("eps_loop_named_as.jpg", EPS_LOOP, False, {"not_an_image"}, "EPS with an endless loop, named .jpg")
     put("postscript_named_as.png", PS_PLAIN, False, {"not_an_image"}, "PostScript named .png")

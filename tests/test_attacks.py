@@ -367,3 +367,65 @@ def test_strip_predict_peak_memory_with_the_shipped_model(tmp_path):
     assert len(rows) == len(files) and all(r["uncertain"] for r in rows)
     print(f"strips predict: peak RSS {res.maxrss_mb:.0f} MiB, {took:.1f} s")
     assert res.maxrss_mb < 400, f"peak RSS {res.maxrss_mb:.0f} MiB"
+
+
+# ---- 3. progressive-JPEG scan bombs are refused before decoding ------------------------------------
+def test_scan_bomb_refused_before_decoding_at_every_door(tmp_path):
+    import time
+
+    from hostile import encode, jpeg_scan_bomb
+    from PIL import Image
+
+    from aivsreal.data import _hash_file
+    from aivsreal.imageio import MAX_JPEG_SCANS
+
+    bomb = jpeg_scan_bomb(1000, 2000)  # 30 KB; 3 s of CPU to decode before the fix
+    p = tmp_path / "bomb.jpg"
+    p.write_bytes(bomb)
+    decode(encode(Image.new("RGB", (8, 8)), "JPEG"))  # first use imports the plugins: not what is timed
+    t0 = time.perf_counter()
+    for src in (p, bomb):
+        with pytest.raises(DecodeError) as ei:
+            decode(src)
+        assert ei.value.kind == "too_many_scans" and "2010 scans" in ei.value.message
+    assert _hash_file(str(p)) is None
+    took = time.perf_counter() - t0
+    assert took < 0.5, f"{took:.2f} s"
+    # ordinary progressive and baseline JPEGs are untouched
+    img = Image.new("RGB", (300, 200), (10, 200, 30))
+    for kw in ({"progressive": True}, {}):
+        assert decode(encode(img, "JPEG", **kw)).image.size == (300, 200)
+    assert decode(jpeg_scan_bomb(64, MAX_JPEG_SCANS - 11)).image.size == (64, 64)  # at the limit: decoded
+
+
+def test_scan_bomb_in_provenance_is_refused_not_decoded(tmp_path):
+    pytest.importorskip("aivsreal.provenance")
+    import time
+
+    from hostile import jpeg_scan_bomb
+
+    from aivsreal.provenance import inspect_bytes
+
+    bomb = jpeg_scan_bomb(1000, 2000)
+    inspect_bytes(b"\xff\xd8 not really", "warm-up")
+    t0 = time.perf_counter()
+    rep = inspect_bytes(bomb, "bomb.jpg")
+    assert rep["error"]["kind"] == "too_many_scans"
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.slow
+def test_the_issues_4000_square_scan_bomb(tmp_path):
+    """The issue's file: 4000², last scan repeated 2,000 times (156 KB, 18.9 s of CPU before the fix)."""
+    import time
+
+    from hostile import jpeg_scan_bomb
+
+    bomb = jpeg_scan_bomb(4000, 2000)
+    decode(jpeg_scan_bomb(8, 1))
+    t0 = time.perf_counter()
+    with pytest.raises(DecodeError, match="scans"):
+        decode(bomb)
+    took = time.perf_counter() - t0
+    print(f"4000² scan bomb ({len(bomb)} bytes) refused in {took * 1000:.1f} ms")
+    assert took < 0.5

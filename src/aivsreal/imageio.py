@@ -21,6 +21,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 64_000_000  # ~8000×8000; more is refused before decoding
 MAX_FILE_BYTES = 100 * 1024 * 1024
+# Progressive JPEG scan bombs: each scan re-runs the decoder over the whole coefficient image, so a tiny
+# file repeating its last scan 2,000 times costs minutes. Real encoders write ≤ ~20 scans (libjpeg 10).
+MAX_JPEG_SCANS = 100
+MAX_JPEG_SCAN_PIXELS = 1_500_000_000  # scans × pixels: 64 Mpx may have 23 scans, 16 Mpx 89
 # The only Pillow plugins ever tried on a user's bytes (``Image.open(formats=...)``): never EPS/PS (Pillow
 # hands those to Ghostscript), PDF, ICNS, SGI ... whatever the file is named.
 # HEIF/HEIC (phone photos) come from pillow-heif (a base dependency), AVIF from Pillow itself, JPEG XL from
@@ -173,12 +177,42 @@ def open_image(fp: Any) -> Image.Image:
     formats = [f for f in SUPPORTED_FORMATS if f in Image.OPEN]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Image.open(fp, formats=formats)
+        im = Image.open(fp, formats=formats)
+    if im.format in ("JPEG", "MPO"):
+        check_jpeg_scans(im.fp, im.size)  # the file Pillow opened (fp may be a path)
+    return im
+
+
+def check_jpeg_scans(fp: Any, size: tuple[int, int]) -> int:
+    """Count a JPEG's scans (SOS markers) before it is decoded; refuse a scan bomb with ``too_many_scans``.
+
+    ``FF DA`` cannot occur inside entropy-coded data (a data 0xFF is always followed by 0x00), so counting it
+    over the file is exact, plus one per embedded thumbnail. The file position is restored.
+    """
+    pos = fp.tell()
+    n, tail = 0, b""
+    try:
+        fp.seek(0)
+        while block := fp.read(1 << 20):
+            n += (tail + block[:1]).count(b"\xff\xda") + block.count(b"\xff\xda")
+            tail = block[-1:]
+    finally:
+        fp.seek(pos)
+    w, h = size
+    if n > MAX_JPEG_SCANS or n * w * h > MAX_JPEG_SCAN_PIXELS:
+        raise DecodeError(
+            "too_many_scans",
+            f"JPEG with {n} scans at {w}x{h} (limits: {MAX_JPEG_SCANS} scans, "
+            f"{MAX_JPEG_SCAN_PIXELS:.1e} scan-pixels): a progressive-scan bomb",
+        )
+    return n
 
 
 def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedImage:
     try:
         im = open_image(fp)
+    except DecodeError:
+        raise
     except UnidentifiedImageError:
         fp.seek(0)
         hint = missing_plugin(fp.read(32))

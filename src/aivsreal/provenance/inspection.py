@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..imageio import MAX_FILE_BYTES, MAX_PIXELS, open_image
+from ..imageio import MAX_FILE_BYTES, MAX_PIXELS, DecodeError, open_image
 from .c2pa import _MIME, _check_c2pa, _sniff_mime
 from .items import _guard, _report, item
 from .metadata import _check_exif, _check_text_chunks, _check_xmp
@@ -55,6 +55,9 @@ def inspect_bytes(data: bytes, name: str = "<bytes>") -> dict[str, Any]:
     try:
         im = open_image(io.BytesIO(data))  # supported formats only: EPS never reaches Ghostscript
         fmt = im.format
+    except DecodeError as e:  # a JPEG scan bomb: its pixels are never decoded, its metadata not read
+        error = e.as_dict()
+        items.append(item("file", "image refused before decoding", "error", e.message))
     except UnidentifiedImageError:
         sniffed = _sniff_mime(data)
         if sniffed is None:
