@@ -451,7 +451,7 @@ def test_page_states_the_decision_line_keeps_order_and_labels_unreadable_files(s
         )
         try:
             page = ctx.new_page()
-            page.goto(f"{shipped_server}/")
+            page.goto(f"{shipped_server}/", timeout=180_000)
             expect(page.locator("body[data-ready=true]")).to_have_count(1, timeout=60_000)
             info = page.locator("#model-info").inner_text()
             assert f"AI at ≥ {t}" in info and str(_shipped_threshold()) not in info, info
@@ -506,3 +506,46 @@ def test_readme_and_card_explain_the_threshold_and_tta():
     assert f"{100 * tta['tta']['balanced_accuracy']:.1f} %" in card
     assert f"up to {tta['abs_score_change']['max']:.2f}" in card
     assert f"by up to {tta['abs_score_change']['max']:.2f}" in readme
+
+
+@pytest.mark.browser
+def test_device_mode_scores_avif_and_sends_heic_to_the_server(shipped_server, tmp_path):
+    """On this device: AVIF decodes in Chromium and scores like the server; HEIC (no browser decodes it)
+    is an unsupported_format that says to use the server, which scores it."""
+    from test_web import _browser_missing
+
+    if _browser_missing():
+        pytest.skip(_browser_missing())
+    import httpx
+    from playwright.sync_api import expect, sync_playwright
+    from test_web import CHROMIUM, FLAGS
+
+    (tmp_path / "p.avif").write_bytes(_encoded("AVIF"))
+    (tmp_path / "p.heic").write_bytes(_encoded("HEIF"))
+    files = [("files", (n, (tmp_path / n).read_bytes())) for n in ("p.avif", "p.heic")]
+    server = {
+        r["path"]: r
+        for r in httpx.post(f"{shipped_server}/v1/predict", files=files, timeout=60).json()["results"]
+    }
+    assert all("score" in r for r in server.values()), server
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(f"{shipped_server}/", timeout=180_000)
+            expect(page.locator("body[data-ready=true]")).to_have_count(1, timeout=60_000)
+            page.check("input[name=mode][value=device]")
+            page.set_input_files("#file-input", [str(tmp_path / "p.avif"), str(tmp_path / "p.heic")])
+            expect(page.locator("li.result[data-state=pending]")).to_have_count(0, timeout=120_000)
+            avif = page.locator("li.result[data-name='p.avif']")
+            assert avif.get_attribute("data-state") == "done", avif.inner_text()
+            assert float(avif.get_attribute("data-score")) == pytest.approx(
+                server["p.avif"]["score"], abs=0.02
+            )
+            heic = page.locator("li.result[data-name='p.heic']")
+            assert heic.get_attribute("data-error-kind") == "unsupported_format"
+            assert "score it on the server" in heic.inner_text()
+        finally:
+            ctx.close()

@@ -168,7 +168,7 @@ def test_pip_installed_page_and_docs_work_without_node(pip_server, tmp_path):
             page = ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{pip_server}/")
+            page.goto(f"{pip_server}/", timeout=180_000)
             expect(page.locator("body[data-ready=true]")).to_have_count(1, timeout=60_000)
             assert "not built" not in page.content() and "missing" not in page.content()
             for mode in ("server", "device"):
@@ -181,7 +181,7 @@ def test_pip_installed_page_and_docs_work_without_node(pip_server, tmp_path):
             assert not errors, errors
 
             docs = ctx.new_page()
-            docs.goto(f"{pip_server}/docs")
+            docs.goto(f"{pip_server}/docs", timeout=180_000)
             expect(docs.locator(".opblock-summary-path", has_text="/v1/predict")).to_have_count(
                 1, timeout=60_000
             )

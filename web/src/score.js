@@ -41,6 +41,11 @@ export function sniff(bytes) {
   if (ascii(0, 4) === "RIFF" && ascii(8, 4) === "WEBP") return "WEBP";
   if ((b(0) === 0x49 && b(1) === 0x49 && b(2) === 0x2a) || (b(0) === 0x4d && b(1) === 0x4d && b(3) === 0x2a))
     return "TIFF";
+  if (ascii(4, 4) === "ftyp") {
+    const brand = ascii(8, 4);
+    if (brand === "avif" || brand === "avis") return "AVIF";
+    if (["heic", "heix", "mif1", "msf1", "hevc"].includes(brand)) return "HEIF";
+  }
   return null;
 }
 
@@ -60,7 +65,11 @@ export async function decodeImage(blob, pp, { maxPixels = MAX_PIXELS } = {}) {
   const head = new Uint8Array(await blob.slice(0, 32).arrayBuffer());
   const format = sniff(head);
   if (!format) throw new ScoreError("not_an_image", "not a recognised image format");
-  if (format === "TIFF") throw new ScoreError("unsupported_format", "TIFF is not decodable in the browser");
+  if (format === "TIFF" || format === "HEIF")
+    throw new ScoreError(
+      "unsupported_format",
+      `${format === "HEIF" ? "HEIC/HEIF" : "TIFF"} is not decodable in this browser: score it on the server`,
+    );
   if (format === "PNG") {
     const size = pngSize(head);
     if (size && size[0] * size[1] > maxPixels)
