@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 # Install the torch pair first, so no extra's torch range can pull a multi-GB build from elsewhere.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,corpus,dev]"
+.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,corpus,fastjpeg,dev]"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
@@ -26,6 +26,11 @@ if ! command -v jpegtran >/dev/null 2>&1; then
   else
     echo "warning: jpegtran missing and not root: corpus tests will be skipped" >&2
   fi
+fi
+
+# libturbojpeg for cropped JPEG decoding (the [fastjpeg] extra); without it decoding falls back to Pillow.
+if ! ldconfig -p 2>/dev/null | grep -q libturbojpeg.so.0 && [ "$(id -u)" = "0" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0 >/dev/null || true
 fi
 
 if [ -f web/package.json ]; then

@@ -339,3 +339,35 @@ def test_api_docs_load_swagger_ui_from_this_server(detector, tmp_path):
             a = c.get(ref)
             assert a.status_code == 200 and len(a.content) > 0, ref
         assert c.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+
+
+def test_server_scores_through_the_detector_stages_with_tta_tier_and_threshold(server, detector):
+    """The server is one more door onto Detector.preprocess → forward → postprocess: tta, tier and a
+    threshold override give exactly what the Python API gives, and the card is never changed."""
+    data = image_bytes("ai", 96, 5)
+    for params, kw in (
+        ({}, {}),
+        ({"tta": "true"}, {"tta": True}),
+        ({"tier": "hard"}, {"tier": "hard"}),
+        ({"threshold": "0.2"}, {"threshold": 0.2}),
+    ):
+        r = post(server["base"], [("x.png", data)], **params)
+        assert r.status_code == 200, r.text
+        got, want = r.json()["results"][0], detector.predict(data, **kw)
+        assert got["score"] == round(want.score, 6) and got["label"] == want.label, params
+        assert got["threshold"] == want.threshold, params
+    assert (
+        detector.card.threshold
+        == httpx.get(f"{server['base']}/v1/model", timeout=10).json()["card"]["threshold"]
+    )
+    r = post(server["base"], [("x.png", data)], threshold="1.5")
+    assert r.status_code == 422 and "threshold" in r.json()["error"]["message"]
+    r = post(server["base"], [("x.png", data)], tier="ultra")
+    assert r.status_code == 422
+
+
+def test_provenance_verdict_reaches_api_users(server):
+    r = post(server["base"], [("a.png", image_bytes("real", 64, 1))], provenance="true")
+    item = r.json()["results"][0]
+    assert isinstance(item["provenance"], list)
+    assert item["verdict"].split(" ")[0] in ("ai", "real", "uncertain")

@@ -25,6 +25,7 @@ from PIL import Image
 from serve_helpers import image_bytes, recalibrated, start_server, stop_server
 
 from aivsreal.card import ModelCard, Preprocess
+from aivsreal.geometry import POLICIES, VIEWS, plan
 from aivsreal.imageio import decode
 from aivsreal.preprocess import to_input
 
@@ -459,7 +460,8 @@ def test_js_preprocessing_matches_pillow_bit_for_bit(tmp_path):
     script.write_text(
         f"""
 import fs from 'node:fs';
-import {{ toInput, scoreFromLogit }} from {json.dumps((ROOT / "web/src/preprocess.js").as_uri())};
+import {{ toInput }} from {json.dumps((ROOT / "web/src/preprocess.js").as_uri())};
+import {{ scoreFromLogit }} from {json.dumps((ROOT / "web/src/decision.js").as_uri())};
 const v = JSON.parse(fs.readFileSync({json.dumps(str(tmp_path / "vectors.json"))}, 'utf8'));
 const b = (s) => new Uint8Array(Buffer.from(s, 'base64'));
 const out = {{ tensors: [], scores: [] }};
@@ -483,3 +485,130 @@ console.log(JSON.stringify(out));
     for got, want in zip(out["scores"], spec["scores"], strict=True):
         assert got["score"] == pytest.approx(want["score"], abs=1e-12)
         assert (got["label"], got["uncertain"]) == (want["label"], want["uncertain"])
+
+
+def _run_node(script: str, tmp_path: Path, spec: dict) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    (tmp_path / "vectors.json").write_text(json.dumps(spec))
+    (tmp_path / "check.mjs").write_text(
+        script.replace("VECTORS", json.dumps(str(tmp_path / "vectors.json")))
+        .replace("PREPROCESS_JS", json.dumps((ROOT / "web/src/preprocess.js").as_uri()))
+        .replace("DECISION_JS", json.dumps((ROOT / "web/src/decision.js").as_uri()))
+    )
+    r = subprocess.run([node, str(tmp_path / "check.mjs")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_js_plan_and_views_match_python_for_every_policy(policy, tmp_path):
+    """One geometry plan in two languages: for every policy and view set (centre, TTA, patches, and the
+    random training view replaying Python's seeded draws) the JS boxes and tensors equal Python's."""
+    import random
+
+    from aivsreal.imageio import to_rgb
+    from aivsreal.preprocess import normalize, view_images
+
+    rng = np.random.default_rng(11)
+    pp = Preprocess(size=32, policy=policy, interpolation="bilinear", crop_pct=0.8)
+    cases = []
+    for w, h in [(32, 32), (20, 45), (100, 70), (33, 129), (200, 90)]:
+        a = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        a[..., 3] = 255
+        rgb = to_rgb(Image.fromarray(a, "RGBA"))
+        for views in VIEWS:
+            draws: list[int] = []
+            gen = random.Random(w * 1000 + h)
+
+            def randint(lo: int, hi: int, gen=gen, draws=draws) -> int:
+                draws.append(gen.randint(lo, hi))
+                return draws[-1]
+
+            p = plan(w, h, pp, views, randint if views == "random" else None)
+            draws_copy = list(draws)
+            got = view_images(
+                rgb, pp, views, random.Random(w * 1000 + h).randint if views == "random" else None
+            )
+            x = np.stack([normalize(v, pp) for v in got]).astype(np.float32)
+            cases.append(
+                {
+                    "w": w,
+                    "h": h,
+                    "views": views,
+                    "draws": draws_copy,
+                    "rgba": base64.b64encode(a.tobytes()).decode(),
+                    "boxes": [list(b) for b in p.boxes],
+                    "flips": list(p.flips),
+                    "resize": list(p.resize) if p.resize else None,
+                    "expected": base64.b64encode(x.tobytes()).decode(),
+                }
+            )
+    spec = {"pp": json.loads(ModelCard(backbone="x", preprocess=pp).to_json())["preprocess"], "cases": cases}
+    out = _run_node(
+        """
+import fs from 'node:fs';
+import { plan, toInputs, POLICIES, VIEWS } from PREPROCESS_JS;
+const v = JSON.parse(fs.readFileSync(VECTORS, 'utf8'));
+const b = (s) => new Uint8Array(Buffer.from(s, 'base64'));
+const out = { policies: POLICIES, views: VIEWS, cases: [] };
+for (const c of v.cases) {
+  const replay = () => { const d = [...c.draws]; return () => d.shift(); };
+  const p = plan(c.w, c.h, v.pp, { views: c.views, randint: replay() });
+  const xs = toInputs(b(c.rgba), c.w, c.h, v.pp, { views: c.views, randint: replay() });
+  const e = new Float32Array(b(c.expected).buffer);
+  const flat = new Float32Array(xs.reduce((n, x) => n + x.length, 0));
+  let at = 0;
+  for (const x of xs) { flat.set(x, at); at += x.length; }
+  let d = flat.length === e.length ? 0 : Infinity;
+  for (let i = 0; i < e.length && d !== Infinity; i++) d = Math.max(d, Math.abs(flat[i] - e[i]));
+  out.cases.push({ boxes: p.boxes, flips: p.flips, resize: p.resize, maxDiff: d });
+}
+console.log(JSON.stringify(out));
+""",
+        tmp_path,
+        spec,
+    )
+    assert out["policies"] == list(POLICIES) and out["views"] == list(VIEWS)
+    for c, got in zip(cases, out["cases"], strict=True):
+        where = f"{c['w']}x{c['h']} {policy}/{c['views']}"
+        assert (got["boxes"], got["flips"], got["resize"]) == (c["boxes"], c["flips"], c["resize"]), where
+        assert got["maxDiff"] == 0, where
+
+
+def test_js_decision_rule_matches_python(tmp_path):
+    """The decision rule (aggregation of view logits, calibration, threshold override, uncertain band)
+    gives the same results in decision.js as Detector.postprocess."""
+    from aivsreal.runtime import Detector
+
+    card = ModelCard(backbone="x", threshold=0.42, uncertain_band=0.07, temperature=1.7)
+    det = Detector(backend=None, card=card, path=Path("m.onnx"))
+    cases = []
+    for logits in ([-30.0], [-0.3], [0.0], [0.05, 0.3], [2.0, -1.0, 0.5, 0.25], [41.0], [-0.4, -0.2, 0.1]):
+        for thr in (None, 0.2, 0.6):
+            p = det.postprocess("x", logits, threshold=thr)
+            cases.append(
+                {
+                    "logits": logits,
+                    "threshold": thr,
+                    "want": [p.score, p.label, p.uncertain, p.threshold, p.logit],
+                }
+            )
+    out = _run_node(
+        """
+import fs from 'node:fs';
+import { aggregate, scoreFromLogit } from DECISION_JS;
+const v = JSON.parse(fs.readFileSync(VECTORS, 'utf8'));
+console.log(JSON.stringify(v.cases.map((c) => {
+  const r = scoreFromLogit(c.logits, v.card, { threshold: c.threshold });
+  return [r.score, r.label, r.uncertain, r.threshold, aggregate(c.logits)];
+})));
+""",
+        tmp_path,
+        {"card": json.loads(card.to_json()), "cases": cases},
+    )
+    for c, got in zip(cases, out, strict=True):
+        want = c["want"]
+        assert got[0] == pytest.approx(want[0], abs=1e-12) and got[4] == pytest.approx(want[4], abs=1e-12), c
+        assert got[1:4] == want[1:4], c

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageFilter
 
 from .card import Preprocess
-from .preprocess import _RESAMPLE, jpeg_reencode, resize_short_side
+from .preprocess import _RESAMPLE, jpeg_reencode, view_images
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,8 @@ def _limit_aspect(img: Image.Image, s: int) -> Image.Image:
 
 def train_view(img: Image.Image, pp: Preprocess, cfg: AugmentConfig, rng: random.Random) -> Image.Image:
     """One augmented size×size training view of an RGB image, following the card's policy."""
-    s = pp.size
     resample = _RESAMPLE[pp.interpolation]
-    img = _limit_aspect(img, s)
+    img = _limit_aspect(img, pp.size)
     if cfg.geometric:
         if rng.random() < cfg.rotate:
             img = img.rotate(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg), resample=resample)
@@ -72,17 +71,8 @@ def train_view(img: Image.Image, pp: Preprocess, cfg: AugmentConfig, rng: random
             img = img.filter(ImageFilter.GaussianBlur(rng.uniform(*cfg.blur_sigma)))
         if rng.random() < cfg.jpeg:
             img = jpeg_reencode(img, rng.randint(*cfg.jpeg_quality))
-    # geometry with a random crop instead of the centre one
-    if pp.policy == "resize":
-        img = img.resize((s, s), resample)
-    else:
-        short = s if pp.policy == "native_crop" else int(round(s / pp.crop_pct))
-        if min(img.size) < s or pp.policy == "center_crop":
-            # the random crop ranges over at most 4 sides' length: a 1×100000 strip stays small
-            img = resize_short_side(img, max(short, s), resample, max_long=4 * max(short, s))
-        w, h = img.size
-        x, y = rng.randint(0, w - s), rng.randint(0, h - s)
-        img = img.crop((x, y, x + s, y + s))
+    # geometry with a random box of the same plan instead of the centre one
+    img = view_images(img, pp, "random", rng.randint)[0]
     if cfg.geometric and rng.random() < cfg.flip:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img

@@ -22,6 +22,7 @@ from .fsutil import (  # noqa: F401  (the rest are re-exported for code written 
     remove_stale_temp_files,
     sha256_file,
 )
+from .geometry import INTERPOLATIONS, POLICIES
 
 CARD_VERSION = 1
 LABELS = ("real", "ai")  # index 1 = positive class = AI-generated
@@ -51,9 +52,11 @@ class Preprocess:
     crop_pct: float = 0.875
 
     def __post_init__(self) -> None:
-        if self.policy not in ("resize", "center_crop", "native_crop"):
-            raise CardError(f"unknown preprocessing policy {self.policy!r}")
-        if self.interpolation not in ("bilinear", "bicubic", "nearest", "lanczos"):
+        if self.policy not in POLICIES:
+            raise CardError(
+                f"unknown preprocessing policy {self.policy!r}; choose from {', '.join(POLICIES)}"
+            )
+        if self.interpolation not in INTERPOLATIONS:
             raise CardError(f"unknown interpolation {self.interpolation!r}")
         if not 16 <= int(self.size) <= 4096:
             raise CardError(f"input size {self.size} out of range")

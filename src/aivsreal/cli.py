@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 import typer
 
+from .geometry import POLICIES
+
 # Plain Click help: no rich markup (it ate "[scale]"), no <bool>/<list[str]> type labels (see _tidy_help).
 app = typer.Typer(
     add_completion=False,
@@ -88,6 +90,9 @@ _positive = _float_check(0.0, None, "a finite number > 0")
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     typer.echo(f"aivsreal: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+Policy = Enum("Policy", {k: k for k in POLICIES}, type=str)  # CLI choices from the one POLICIES table
 
 
 class Tier(str, Enum):
@@ -196,7 +201,9 @@ def train(
         None, help="ImageNet weights file or dir; 'none' for random init. Default: $AIVSREAL_WEIGHTS_DIR."
     ),
     head: Optional[str] = typer.Option(None, help="'linear' or 'notebook' (GAP→BN→Dense512→Dropout→1)."),
-    policy: Optional[str] = typer.Option(None, help="Preprocessing: native_crop | center_crop | resize."),
+    policy: Optional[Policy] = typer.Option(
+        None, help="Preprocessing policy: " + "; ".join(f"{k}: {v}" for k, v in POLICIES.items())
+    ),
     size: Optional[int] = typer.Option(None, min=16, max=4096, help="Input size (default: the backbone's)."),
     epochs_head: Optional[int] = typer.Option(None, min=0, help="Phase 1 epochs (backbone frozen)."),
     epochs: Optional[int] = typer.Option(None, min=0, help="Phase 2 epochs (last blocks unfrozen)."),
@@ -242,7 +249,7 @@ def train(
         model=model,
         pretrained=pretrained,
         head=head,
-        policy=policy,
+        policy=policy.value if policy is not None else None,
         size=size,
         epochs_head=epochs_head,
         epochs=epochs,
@@ -361,6 +368,9 @@ def predict(
         "the score is the mean logit. 2-6x slower, and it can move a score a lot (up to 0.14 on the "
         "dev test split; the threshold was chosen without it, see MODEL_CARD.md).",
     ),
+    tier: Tier = typer.Option(
+        Tier.clean, help="Re-encode each image as this robustness tier before scoring (clean: as it is)."
+    ),
     batch_size: int = typer.Option(16, min=1, max=4096, metavar="N", help="Images per model call."),
     workers: Optional[int] = typer.Option(
         None, min=1, max=256, metavar="N", help="Decoding threads (default: cores, at most 4)."
@@ -435,8 +445,6 @@ def predict(
         det = Detector.load(model)
     except ModelLoadError as e:
         fail(str(e))
-    if threshold is not None:
-        det.card.threshold = threshold
     skipped: list[str] = []
     files = _expand_inputs(paths, recursive, skipped)
     if skipped and not files:
@@ -460,11 +468,14 @@ def predict(
             bar.refresh()
 
     if table:
-        out(_legend(det))
+        out(_legend(det, threshold))
         out(_row_header(width, provenance))
     results = []
     n_err = 0
-    for pred in det.iter_predict(files, batch_size=batch_size, tta=tta, workers=workers):
+    scored = det.iter_predict(
+        files, batch_size=batch_size, tta=tta, workers=workers, tier=tier.value, threshold=threshold
+    )
+    for pred in scored:
         if provenance:
             from .provenance import attach
 
@@ -498,11 +509,12 @@ def _skipped_note(skipped: list[str]) -> str:
     return f"skipped {n} sub-folder{'s' if n != 1 else ''} of {where} (use -r/--recursive to include them)"
 
 
-def _legend(det) -> str:
+def _legend(det, threshold: float | None = None) -> str:
     """What the score column is and where the decision line sits, above every table."""
     c = det.card
+    where = f"threshold of {det.model_id}" if threshold is None else "--threshold"
     return (
-        f"score = calibrated P(AI); label ai if score >= {c.threshold:.2f} (threshold of {det.model_id}), "
+        f"score = calibrated P(AI); label ai if score >= {c.threshold if threshold is None else threshold:.2f} ({where}), "
         f"else real; uncertain within ±{c.uncertain_band:.2f}"
     )
 
@@ -520,21 +532,28 @@ def _row(p, width: int, provenance: bool) -> str:
     return f"{name:<{width}}  {p.score:6.3f}  {tag}{extra}"
 
 
-CSV_COLUMNS = ["path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error"]
+def _csv_cell(key: str, value: object) -> str:
+    """One CSV cell of a result row: empty when missing, booleans true/false as in JSON, 6-decimal scores."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key == "score":
+        return f"{value:.6f}"
+    return str(value)
 
 
 def _csv_text(preds, provenance: bool = False) -> str:
-    """CSV of the results; booleans are written true/false as in JSON. --provenance adds verdict and
-    provenance (the evidence items as JSON)."""
+    """CSV of the result rows (``runtime.ROW_COLUMNS``, the columns Parquet has too); --provenance adds
+    verdict and provenance (the evidence items as JSON)."""
+    from .runtime import ROW_COLUMNS
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS + (["verdict", "provenance"] if provenance else []))
+    w.writerow([*ROW_COLUMNS, *(["verdict", "provenance"] if provenance else [])])
     for p in preds:
-        if p.ok:
-            row = [p.source, f"{p.score:.6f}", p.label, "true" if p.uncertain else "false", p.threshold]
-            row += [p.model_id, "", ""]
-        else:
-            row = [p.source, "", "", "", "", p.model_id or "", p.error["kind"], p.error["message"]]
+        r = p.row()
+        row = [_csv_cell(k, r[k]) for k in ROW_COLUMNS]
         if provenance:
             row += [p.verdict or "", json.dumps(p.provenance or [], ensure_ascii=False, default=str)]
         w.writerow(row)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from .data import LABEL_NAMES, Sample, load_dataset
+from .decision import is_ai
 from .fsutil import atomic_write_bytes, atomic_write_text
 from .imageio import DecodeError
 from .metrics import binary_metrics, pr_curve, roc_auc, roc_curve, threshold_for_fpr
-from .preprocess import apply_tier, load, to_input
-from .runtime import Detector
+from .preprocess import load
+from .runtime import Detector, Prepared
 
 HEADLINE = (
     "accuracy",
@@ -44,15 +45,20 @@ def score_samples(
     workers: int = 2,
     progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, str]], np.ndarray]:
-    """Logits per tier for every decodable sample; returns (logits by tier, errors, kept mask)."""
-    pp = det.pp
+    """Logits per tier for every decodable sample; returns (logits by tier, errors, kept mask).
 
-    def prep(s: Sample):
+    Each image is decoded once; every tier goes through the Detector's own stages (``preprocess`` of the
+    decoded image with that tier, ``forward``, ``postprocess``), so evaluation scores what users get.
+    """
+
+    def prep(s: Sample) -> tuple[list[Prepared] | None, dict[str, str] | None]:
         try:
-            img = load(s.path, pp).image
-            return [to_input(apply_tier(img, t), pp) for t in tiers], None
+            img = load(s.path, det.pp).image
         except DecodeError as e:
             return None, {"path": s.path, **e.as_dict()}
+        per_tier = [det.preprocess(img, name=s.path, tier=t) for t in tiers]
+        bad = next((p.error for p in per_tier if p.error is not None), None)
+        return (None, {"path": s.path, **bad}) if bad else (per_tier, None)
 
     logits: dict[str, list[float]] = {t: [] for t in tiers}
     errors: list[dict[str, str]] = []
@@ -65,17 +71,17 @@ def score_samples(
     with ThreadPoolExecutor(workers) as ex:
         for start in range(0, len(samples), batch_size):
             chunk = list(ex.map(prep, samples[start : start + batch_size]))
-            views = {t: [] for t in tiers}
-            for j, (arrs, err) in enumerate(chunk):
+            views: dict[str, list[Prepared]] = {t: [] for t in tiers}
+            for j, (per_tier, err) in enumerate(chunk):
                 if err:
                     errors.append(err)
                     continue
                 kept[start + j] = True
-                for t, a in zip(tiers, arrs):
-                    views[t].append(a)
-            if views[tiers[0]]:
-                for t in tiers:
-                    logits[t].extend(det.backend.logits(np.stack(views[t])).tolist())
+                for t, p in zip(tiers, per_tier, strict=True):
+                    views[t].append(p)
+            for t in tiers:
+                if views[t]:
+                    logits[t].extend(p.logit for p in det.score_prepared(views[t]))
             if bar:
                 bar.update(len(chunk))
     if bar:
@@ -99,7 +105,7 @@ def per_source(samples: Sequence[Sample], y: np.ndarray, p: np.ndarray, threshol
         out[src] = {
             "label": LABEL_NAMES[lab],
             "n": len(idx),
-            "accuracy": float(np.mean((p[idx_a] >= threshold) == (y[idx_a] == 1))),
+            "accuracy": float(np.mean(is_ai(p[idx_a], threshold) == (y[idx_a] == 1))),
             "mean_score": float(np.mean(p[idx_a])),
             "auc_vs_other_class": roc_auc(yy, pp) if len(other) else float("nan"),
         }

@@ -20,8 +20,9 @@ from PIL import Image
 
 from .card import ModelCard, Preprocess
 from .fsutil import atomic_write_bytes
+from .geometry import plan
 from .imageio import DecodeError, ImageSource, decode
-from .preprocess import to_input
+from .runtime import Detector
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "models_dist" / "default.safetensors"
 METHOD = "Grad-CAM (pytorch-grad-cam)"
@@ -146,18 +147,15 @@ def gradcam(model: torch.nn.Module, x: np.ndarray | torch.Tensor, target: str = 
 
 
 def input_region(size: tuple[int, int], pp: Preprocess) -> tuple[float, float, float, float]:
-    """The box (left, top, right, bottom) of the image that the model input covers under this policy."""
-    w, h = size
-    s = pp.size
-    if pp.policy == "resize":
-        return (0.0, 0.0, float(w), float(h))
-    if pp.policy == "center_crop":
-        scale = round(s / pp.crop_pct) / min(w, h)
-    else:  # native_crop: native pixels, small images upscaled so the short side is s
-        scale = max(1.0, s / min(w, h))
-    side_w, side_h = min(w, s / scale), min(h, s / scale)
-    left, top = (w - side_w) / 2, (h - side_h) / 2
-    return (left, top, left + side_w, top + side_h)
+    """The box (left, top, right, bottom) of the image that the model input covers under this policy.
+
+    The centre box of :func:`aivsreal.geometry.plan`, mapped back from the resized image to the source.
+    """
+    p = plan(size[0], size[1], pp, "center")
+    (rw, rh), (w, h) = p.scaled, p.source
+    left, top, right, bottom = p.boxes[0]
+    fx, fy = w / rw, h / rh
+    return (left * fx, top * fy, min(w, right * fx), min(h, bottom * fy))
 
 
 def overlay(img: Image.Image, heat: np.ndarray, region: tuple[float, float, float, float]) -> Image.Image:
@@ -186,11 +184,13 @@ def explain_image(source: ImageSource, model: Any = None, target: str = "auto") 
         img = decode(source).image
     except DecodeError as e:
         raise ExplainError(e.kind, e.message) from None
-    x = to_input(img, card.preprocess)
-    with torch.no_grad():
-        logit = float(net(torch.from_numpy(x[None])).reshape(-1)[0])
-    score = float(1.0 / (1.0 + np.exp(-logit / float(card.temperature))))
-    label = card.labels[1] if score >= card.threshold else card.labels[0]
+    det = Detector(_ModuleBackend(net), card, Path(f"{model_id}.safetensors"))  # the scoring every door uses
+    prepared = det.preprocess(img)
+    if prepared.inputs is None:
+        raise ExplainError(prepared.error["kind"], prepared.error["message"])
+    x = prepared.inputs[0]
+    pred = det.postprocess(model_id, det.forward(prepared.inputs))
+    score, label = float(pred.score), str(pred.label)
     if target == "auto":
         target = "ai" if label == card.labels[1] else "real"
     heat = gradcam(net, x, target=target)
@@ -208,6 +208,19 @@ def explain_image(source: ImageSource, model: Any = None, target: str = "auto") 
         "heat_mean": round(float(heat.mean()), 6),
     }
     return out, info
+
+
+class _ModuleBackend:
+    """A loaded torch module as a Detector backend (explain already holds the module for Grad-CAM)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.model = net
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return (
+                self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).double().numpy()
+            )
 
 
 def _png(img: Image.Image) -> bytes:

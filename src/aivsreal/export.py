@@ -21,11 +21,12 @@ import torch
 from .card import ModelCard, card_path_for
 from .checkpoint import load_checkpoint
 from .data import load_dataset
+from .decision import calibrate, is_ai
 from .fsutil import sha256_file
 from .imageio import DecodeError, is_image_path
-from .metrics import roc_auc, sigmoid
+from .metrics import roc_auc
 from .onnx_card import card_json_of, set_card
-from .preprocess import load, to_input
+from .preprocess import load_views
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -50,7 +51,7 @@ def _sample_inputs(card: ModelCard, calib: str | os.PathLike | None, n: int, see
     xs, ys = [], []
     for i, p in enumerate(paths):
         try:
-            xs.append(to_input(load(p, card.preprocess).image, card.preprocess))
+            xs.append(load_views(p, card.preprocess)[0])  # what the runtime Detector feeds the model
             if labels:
                 ys.append(labels[i])
         except DecodeError:
@@ -113,10 +114,10 @@ def _finish(card: ModelCard, path: Path) -> None:
 
 
 def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    """Logits of the exported file through the runtime Detector's own ``forward`` (no sha256 sidecar yet)."""
+    from .runtime import Detector
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], dtype=np.float64).reshape(-1)
+    return Detector.load(path, verify=False).forward(x)
 
 
 def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
@@ -215,12 +216,12 @@ def export_model(
         _finish(card, qpath)
         q = _ort_logits(qpath, x)
         thr = card.threshold
-        p32, p8 = sigmoid(got / card.temperature), sigmoid(q / card.temperature)
+        p32, p8 = calibrate(got, card.temperature), calibrate(q, card.temperature)
         report["int8"] = {
             "onnx": str(qpath),
             "bytes": qpath.stat().st_size,
             "size_ratio": qpath.stat().st_size / path.stat().st_size,
-            "decision_agreement": float(np.mean((p32 >= thr) == (p8 >= thr))),
+            "decision_agreement": float(np.mean(is_ai(p32, thr) == is_ai(p8, thr))),
             "max_abs_logit_diff": float(np.max(np.abs(q - got))),
             "images": int(len(x)),
             "note": "agreement measured on calibration-pool images; see evaluate for held-out data",

@@ -12,6 +12,7 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ class DecodedImage:
     format: str | None
     original_size: tuple[int, int]
     original_mode: str
+    origin: tuple[int, int] = (0, 0)  # where ``image`` sits in the whole image ...
+    cropped: bool = False  # ... when only a region of it was decoded (see ``decode(region=)``)
+
+    @property
+    def full_size(self) -> tuple[int, int]:
+        """Size of the whole (oriented) image; larger than ``image.size`` after a region decode."""
+        return self.original_size if self.cropped else self.image.size
 
 
 def describe_source(source: Any) -> str:
@@ -95,11 +103,14 @@ def decode(
     *,
     max_pixels: int = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
+    region: Callable[[int, int], tuple[int, int, int, int] | None] | None = None,
 ) -> DecodedImage:
     """Decode ``source`` (path, bytes, PIL image or HxW[x3|4] uint8 array) into an RGB image.
 
     ``draft`` asks the JPEG decoder for a DCT-scaled image no smaller than (w, h): much faster for
     big photos, used only where the model input does not change (resize policies).
+    ``region(w, h)`` may name the only box the caller needs; for a plain JPEG the decoder then reads
+    just that part (:mod:`aivsreal.jpegcrop`, identical pixels there) and ``origin`` says where it sits.
     """
     if isinstance(source, Image.Image):
         return _finish(source, source.format, max_pixels)
@@ -111,7 +122,7 @@ def decode(
             raise DecodeError("empty", "empty input (0 bytes)")
         if len(data) > MAX_FILE_BYTES:
             raise DecodeError("too_large", f"input is {len(data)} bytes, over the {MAX_FILE_BYTES} limit")
-        return _open(io.BytesIO(data), max_pixels, draft)
+        return _open(io.BytesIO(data), max_pixels, draft, region)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -130,7 +141,7 @@ def decode(
             raise DecodeError("too_large", f"file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
         try:
             with open(path, "rb") as f:
-                return _open(f, max_pixels, draft)
+                return _open(f, max_pixels, draft, region)
         except PermissionError as e:
             raise DecodeError("unreadable", f"permission denied: {e.strerror or e}") from None
         except OSError as e:
@@ -208,7 +219,7 @@ def check_jpeg_scans(fp: Any, size: tuple[int, int]) -> int:
     return n
 
 
-def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedImage:
+def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None, region: Any = None) -> DecodedImage:
     try:
         im = open_image(fp)
     except DecodeError:
@@ -232,7 +243,35 @@ def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None) -> DecodedIma
         raise DecodeError("too_many_pixels", f"{w}x{h} = {w * h} pixels exceeds the {max_pixels} limit")
     if draft is not None and im.format == "JPEG":
         im.draft("RGB", draft)
+    if region is not None and im.format == "JPEG" and im.mode == "RGB":
+        got = _region_decode(fp, im, region)
+        if got is not None:
+            return got
     return _finish(im, im.format, max_pixels)
+
+
+def _region_decode(fp: Any, im: Image.Image, region: Any) -> DecodedImage | None:
+    """Decode only the region the caller needs (plain upright YCbCr JPEG), else None for a full decode."""
+    from . import jpegcrop
+
+    if not jpegcrop.available():
+        return None
+    try:
+        if im.getexif().get(0x0112, 1) != 1:  # rotated photos: the box is in oriented coordinates
+            return None
+    except Exception:
+        return None
+    w, h = im.size
+    box = region(w, h)
+    if box is None:
+        return None
+    fp.seek(0)
+    got = jpegcrop.decode_region(fp.read(MAX_FILE_BYTES + 1), w, h, box)
+    if got is None:
+        fp.seek(0)
+        return None
+    rgb, origin = got
+    return DecodedImage(Image.fromarray(rgb, "RGB"), im.format, (w, h), im.mode, origin, cropped=True)
 
 
 def _finish(im: Image.Image, fmt: str | None, max_pixels: int) -> DecodedImage:

@@ -10,10 +10,7 @@ from typing import Any
 
 import numpy as np
 
-
-def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+from .decision import is_ai, sigmoid  # noqa: F401  (sigmoid re-exported for older imports)
 
 
 def confusion(y: np.ndarray, pred: np.ndarray) -> dict[str, int]:
@@ -101,7 +98,7 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Every headline metric for labels ``y`` (1 = AI) and scores ``p`` = P(AI)."""
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
-    pred = (p >= threshold).astype(int)
+    pred = is_ai(p, threshold).astype(int)
     c = confusion(y, pred)
     tp, tn, fp, fn = c["tp"], c["tn"], c["fp"], c["fn"]
     n = max(len(y), 1)

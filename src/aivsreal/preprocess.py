@@ -1,7 +1,8 @@
 """Card → model input. The one place that turns an RGB image into the tensor a model sees.
 
-Training, evaluation, export checks, the ONNX runtime and the JavaScript port all follow these
-numbers; nothing else defines a size, mean or crop. Also holds the robustness tiers (``web``,
+Geometry comes from :func:`aivsreal.geometry.plan` (one plan for every policy and view set); this module
+applies plans to pixels with Pillow and normalises. Training, evaluation, export checks, the ONNX runtime
+and the JavaScript port all follow these numbers; nothing else defines a size, mean or crop. Also holds the robustness tiers (``web``,
 ``hard``) that re-encode images the way the web does.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .card import Preprocess
-from .imageio import DecodedImage, ImageSource, decode
+from .geometry import Plan, draft_size, plan
+from .imageio import MAX_PIXELS, DecodedImage, ImageSource, decode
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -29,49 +31,64 @@ _RESAMPLE = {
 TIERS: dict[str, tuple[int, int] | None] = {"clean": None, "web": (768, 60), "hard": (512, 40)}
 
 
-def draft_size(pp: Preprocess) -> tuple[int, int] | None:
-    """JPEG draft target for this policy, or None when the model must see native pixels."""
-    if pp.policy == "native_crop":
-        return None
-    side = pp.size if pp.policy == "resize" else int(round(pp.size / pp.crop_pct))
-    # Ask for at least twice the model side so DCT scaling never replaces the final resample.
-    return (2 * side, 2 * side)
-
-
 def load(source: ImageSource, pp: Preprocess) -> DecodedImage:
     """Decode a source the way this preprocessing wants it (draft mode only where harmless)."""
     return decode(source, draft=draft_size(pp))
 
 
-# Past this many times the model input's pixels, the scaled image is never built (see geometry()).
+# Past this many times the model input's pixels, the scaled image is never built (see apply_plan()).
 MAX_SCALED_FACTOR = 64
 
 
-def geometry(img: Image.Image, pp: Preprocess) -> Image.Image:
-    """Resize/crop an RGB image to size×size following the card's policy (deterministic, centred).
+def apply_plan(
+    img: Image.Image, p: Plan, pp: Preprocess, origin: tuple[int, int] = (0, 0)
+) -> list[Image.Image]:
+    """Cut a plan's views out of an RGB image: the whole-image resize, then each box (mirrored if asked).
 
-    The work is bounded by the output, not the input: where the policy scales the shorter side and takes
-    the centre and the scaled image would exceed MAX_SCALED_FACTOR model inputs, only the source region
-    under that centre is resampled (Pillow's ``box``; equal to scale-then-crop up to the filter's edge
-    rows), so a 1×100000 strip costs one size×size resize (its scaled image would be 224×22.4M).
+    ``origin`` is where ``img`` sits in the planned image when only a region of it was decoded.
     """
-    s = pp.size
     resample = _RESAMPLE[pp.interpolation]
+    if p.resize is not None:
+        if origin != (0, 0) or img.size != p.source:
+            raise ValueError("a resizing plan needs the whole image")
+        rw, rh = p.resize
+        if rw * rh > MAX_SCALED_FACTOR * pp.size * pp.size:
+            return _boxes_from_source(img, p, resample)
+        img = img.resize(p.resize, resample)
+    ox, oy = origin
+    out = []
+    for (left, top, right, bottom), flip in zip(p.boxes, p.flips, strict=True):
+        v = img.crop((left - ox, top - oy, right - ox, bottom - oy))
+        out.append(v.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else v)
+    return out
+
+
+def view_images(
+    img: Image.Image, pp: Preprocess, views: str = "center", randint: Callable[[int, int], int] | None = None
+) -> list[Image.Image]:
+    """The size×size RGB views of ``views`` (see :data:`aivsreal.geometry.VIEWS`) for an RGB image."""
+    return apply_plan(img, plan(*img.size, pp, views, randint), pp)
+
+
+def geometry(img: Image.Image, pp: Preprocess) -> Image.Image:
+    """Resize/crop an RGB image to size×size following the card's policy (deterministic, centred)."""
+    return view_images(img, pp, "center")[0]
+
+
+def _boxes_from_source(img: Image.Image, p: Plan, resample: int) -> list[Image.Image]:
+    """Each box of a huge resize computed from its own source region (Pillow's ``box``), never the whole
+    scaled image: a 1×100000 strip costs one size×size resample per view, not 224×22.4M pixels. Equal to
+    resize-then-crop up to the filter's edge rows; used only past MAX_SCALED_FACTOR model inputs."""
     w, h = img.size
-    if pp.policy == "resize":
-        return img if (w, h) == (s, s) else img.resize((s, s), resample)
-    if pp.policy == "center_crop":
-        short = int(round(s / pp.crop_pct))
-    elif min(w, h) < s:  # native_crop on a small image: upscale just enough
-        short = s
-    else:
-        return center_crop(img, s)
-    nw, nh = short_side_size(w, h, short)
-    if (nw, nh) == (w, h):
-        return center_crop(img, s)
-    if nw * nh <= MAX_SCALED_FACTOR * s * s:  # the usual case: the exact scale-then-crop of every release
-        return center_crop(img.resize((nw, nh), resample), s)
-    return resized_centre(img, (nw, nh), s, resample)
+    rw, rh = p.resize or p.source
+    sx, sy = w / rw, h / rh
+    out = []
+    for (left, top, right, bottom), flip in zip(p.boxes, p.flips, strict=True):
+        v = img.resize(
+            (right - left, bottom - top), resample, box=(left * sx, top * sy, right * sx, bottom * sy)
+        )
+        out.append(v.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else v)
+    return out
 
 
 def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
@@ -124,20 +141,18 @@ def normalize(img: Image.Image, pp: Preprocess) -> np.ndarray:
 
 
 def to_input(img: Image.Image, pp: Preprocess) -> np.ndarray:
-    """RGB image → model input (3, size, size) float32."""
+    """RGB image → model input (3, size, size) float32: the policy's centre view."""
     return normalize(geometry(img, pp), pp)
+
+
+def inputs(img: Image.Image, pp: Preprocess, views: str = "center") -> np.ndarray:
+    """RGB image → the model inputs of a view set, (k, 3, size, size) float32."""
+    return np.stack([normalize(v, pp) for v in view_images(img, pp, views)])
 
 
 def tta_views(img: Image.Image, pp: Preprocess) -> list[np.ndarray]:
     """Test-time views: the centre input, its mirror and, for native crops of big images, 4 corners."""
-    views = [geometry(img, pp)]
-    views.append(views[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-    w, h = img.size
-    s = pp.size
-    if pp.policy == "native_crop" and w >= s and h >= s and (w > s or h > s):
-        for x, y in ((0, 0), (w - s, 0), (0, h - s), (w - s, h - s)):
-            views.append(img.crop((x, y, x + s, y + s)))
-    return [normalize(v, pp) for v in views]
+    return list(inputs(img, pp, "tta"))
 
 
 def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
@@ -167,6 +182,34 @@ def apply_tier(img: Image.Image, tier: str) -> Image.Image:
         return img
     limit, quality = spec
     return jpeg_reencode(limit_longest_side(img, limit), quality)
+
+
+def load_views(
+    source: ImageSource,
+    pp: Preprocess,
+    *,
+    tier: str = "clean",
+    views: str = "center",
+    max_pixels: int = MAX_PIXELS,
+    region_decode: bool = True,
+) -> np.ndarray:
+    """Decode a source once and return the model inputs of ``views``, (k, 3, size, size). Raises DecodeError.
+
+    With ``region_decode`` (and a clean tier) a JPEG whose plan keeps native pixels is decoded only around
+    the plan's boxes (:mod:`aivsreal.jpegcrop`): the same inputs as a full decode, at a fraction of the cost.
+    """
+
+    def region(w: int, h: int) -> tuple[int, int, int, int] | None:
+        p = plan(w, h, pp, views)
+        return None if p.resize is not None else p.region()
+
+    use_region = region_decode and tier == "clean"
+    d = decode(source, max_pixels=max_pixels, draft=draft_size(pp), region=region if use_region else None)
+    if d.cropped:
+        p = plan(*d.full_size, pp, views)
+        return np.stack([normalize(v, pp) for v in apply_plan(d.image, p, pp, origin=d.origin)])
+    img = d.image if tier == "clean" else apply_tier(d.image, tier)
+    return inputs(img, pp, views)
 
 
 def batch_inputs(

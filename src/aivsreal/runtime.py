@@ -1,8 +1,17 @@
 """``Detector``: load a model (ONNX, or a training checkpoint) and score images. No torch needed.
 
-One pipeline serves every door: sources are decoded in a thread pool (Pillow releases the GIL),
-preprocessed with the card's numbers, batched, and run through ONNX Runtime while the next batch
-decodes. A bad input becomes a ``Prediction`` with ``error`` set; the rest go on.
+One pipeline serves every door (CLI, Python, server, Ray, evaluate, explain, export checks), in three
+public stages, as Hugging Face pipelines do:
+
+- :meth:`Detector.preprocess`: decode once, apply a robustness tier, cut the plan's views → ``Prepared``;
+- :meth:`Detector.forward`: the backend (ONNX Runtime, or torch for a checkpoint): inputs → raw logits;
+- :meth:`Detector.postprocess`: aggregate an image's view logits, calibrate, label, uncertain
+  (:mod:`aivsreal.decision`) → ``Prediction``.
+
+:meth:`Detector.iter_predict` runs them as a pipeline: sources are decoded in a thread pool (Pillow
+releases the GIL) while the model runs on batches gathered across files. A bad input becomes a
+``Prediction`` with ``error`` set; the rest go on. A threshold override is an argument, never a change
+to the card.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from . import decision
 from .card import CardError, ModelCard, card_path_for
-from .imageio import DecodeError, ImageSource, describe_source
-from .metrics import sigmoid
+from .imageio import MAX_PIXELS, DecodeError, ImageSource, describe_source
 from .onnx_card import ModelLoadError, read_onnx_card
-from .preprocess import apply_tier, load, to_input, tta_views
+from .preprocess import TIERS, decode_views, load_views
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models_dist"
 DEFAULT_MODEL_NAME = "default.onnx"
@@ -49,6 +58,20 @@ class PredictionError(ValueError):
         self.source, self.kind, self.message = source, kind, message
 
 
+# The columns of a result row, in order: CSV (``predict --csv``) and Parquet (``--engine ray``) files.
+ROW_COLUMNS = ("path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error")
+
+
+@dataclass
+class Prepared:
+    """One source after :meth:`Detector.preprocess`: its model inputs (k views), or why there are none."""
+
+    source: str
+    inputs: np.ndarray | None = None  # (k, 3, size, size) float32
+    error: dict[str, str] | None = None
+    reason: str | None = None  # why the prediction will be uncertain whatever its score (too small)
+
+
 @dataclass
 class Prediction:
     """The result for one input: a score, or an error saying why there is none.
@@ -73,6 +96,27 @@ class Prediction:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def row(self) -> dict[str, Any]:
+        """The flat result row (:data:`ROW_COLUMNS`), the one definition CSV and Parquet are written from."""
+        if self.error is not None:
+            return {
+                **dict.fromkeys(ROW_COLUMNS),
+                "path": self.source,
+                "model_id": self.model_id,
+                "error_kind": self.error["kind"],
+                "error": self.error["message"],
+            }
+        return {
+            "path": self.source,
+            "score": float(self.score),
+            "label": self.label,
+            "uncertain": bool(self.uncertain),
+            "threshold": self.threshold,
+            "model_id": self.model_id,
+            "error_kind": None,
+            "error": None,
+        }
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         """The documented JSON shape: {path, score, label, uncertain, ...} or {path, error}."""
@@ -166,6 +210,9 @@ class Detector:
         self.card = card
         self.path = path
         self.pp = card.preprocess
+        # decode only the plan's region of a JPEG when that gives the same pixels (aivsreal.jpegcrop);
+        # False forces full decodes (bench compares both)
+        self.region_decode = True
 
     @classmethod
     def load(
@@ -214,38 +261,95 @@ class Detector:
     def model_id(self) -> str:
         return self.card.model_id or self.path.stem
 
-    # ---- scoring -------------------------------------------------------------------------------
-    def score_logits(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated P(AI) from raw logits (temperature from the card)."""
-        return sigmoid(np.asarray(logits, dtype=np.float64) / float(self.card.temperature))
+    # ---- the three stages ------------------------------------------------------------------------
+    def preprocess(
+        self,
+        source: ImageSource,
+        *,
+        name: str | None = None,
+        tier: str = "clean",
+        views: str = "center",
+        max_pixels: int = MAX_PIXELS,
+    ) -> Prepared:
+        """Decode once, degrade as ``tier`` says, cut the plan's ``views``; a bad input is a Prepared error."""
+        label = name if name is not None else describe_source(source)
+        try:
+            x, size = decode_views(
+                source,
+                self.pp,
+                tier=tier,
+                views=views,
+                max_pixels=max_pixels,
+                region_decode=self.region_decode,
+            )
+            return Prepared(label, x, reason=too_small(size))
+        except DecodeError as e:
+            return Prepared(label, error=e.as_dict())
+        except Exception as e:  # an unexpected decoder failure is still one file's error
+            return Prepared(label, error={"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"})
 
-    def make_prediction(self, source: str, logit: float, reason: str | None = None) -> Prediction:
-        """The prediction for a logit; ``reason`` (e.g. too small) marks it uncertain whatever the score."""
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Raw logits (float64, one per input row) of a (n, 3, size, size) batch from the backend."""
+        return self.backend.logits(inputs)
+
+    def postprocess(
+        self,
+        source: str,
+        view_logits: Sequence[float] | np.ndarray,
+        *,
+        threshold: float | None = None,
+        reason: str | None = None,
+    ) -> Prediction:
+        """Aggregate an image's view logits, calibrate, and label with the card's (or the given) threshold.
+
+        ``reason`` (e.g. too small to judge) marks the prediction uncertain whatever its score.
+        """
         c = self.card
-        score = float(self.score_logits(np.array([logit]))[0])
+        thr = c.threshold if threshold is None else float(threshold)
+        z = decision.aggregate(view_logits)
+        score = float(decision.calibrate(z, c.temperature))
+        label, uncertain = decision.decide(score, thr, c.uncertain_band, c.labels)
         return Prediction(
             source=source,
             score=score,
-            label=c.labels[1] if score >= c.threshold else c.labels[0],
-            uncertain=bool(reason) or abs(score - c.threshold) < c.uncertain_band,
-            threshold=c.threshold,
+            label=label,
+            uncertain=bool(reason) or uncertain,
+            threshold=thr,
             model_id=self.model_id,
-            logit=float(logit),
+            logit=z,
             reason=reason,
         )
 
+    def score_prepared(
+        self, prepared: Sequence[Prepared], *, threshold: float | None = None
+    ) -> list[Prediction]:
+        """Run ``forward`` once over every view of every prepared source, then ``postprocess`` each."""
+        ok = [p for p in prepared if p.inputs is not None]
+        logits = self.forward(np.concatenate([p.inputs for p in ok])) if ok else np.empty(0)
+        out, at = [], 0
+        for p in prepared:
+            if p.inputs is None:
+                out.append(Prediction(source=p.source, error=p.error, model_id=self.model_id))
+                continue
+            k = len(p.inputs)
+            out.append(self.postprocess(p.source, logits[at : at + k], threshold=threshold, reason=p.reason))
+            at += k
+        return out
+
+    # ---- conveniences over the stages --------------------------------------------------------------
+    def score_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated P(AI) from raw logits (temperature from the card)."""
+        return decision.calibrate(logits, self.card.temperature)
+
+    def make_prediction(
+        self, source: str, logit: float, reason: str | None = None, threshold: float | None = None
+    ) -> Prediction:
+        """``postprocess`` of a single logit (kept for callers written before the stages)."""
+        return self.postprocess(source, [logit], threshold=threshold, reason=reason)
+
     def prepare(self, source: ImageSource, tier: str = "clean", tta: bool = False) -> list[np.ndarray]:
         """Decode and preprocess one source into its model input view(s). Raises DecodeError."""
-        return self._prepare(source, tier, tta)[0]
-
-    def _prepare(self, source: ImageSource, tier: str, tta: bool) -> tuple[list[np.ndarray], str | None]:
-        """Model input view(s) and, for an image too small to judge, the reason."""
-        dec = load(source, self.pp)
-        img = dec.image
-        if tier != "clean":
-            img = apply_tier(img, tier)
-        views = tta_views(img, self.pp) if tta else [to_input(img, self.pp)]
-        return views, too_small(dec.original_size)
+        return list(load_views(source, self.pp, tier=tier, views="tta" if tta else "center"))
 
     def predict(
         self,
@@ -254,6 +358,9 @@ class Detector:
         batch_size: int = 16,
         tta: bool = False,
         workers: int | None = None,
+        tier: str = "clean",
+        views: str | None = None,
+        threshold: float | None = None,
         strict: bool = False,
     ) -> Prediction | list[Prediction]:
         """Score one input (path, bytes, PIL image, HxWxC array) or a list of them.
@@ -264,7 +371,16 @@ class Detector:
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
         preds = []
-        for p in self.iter_predict(items, batch_size=batch_size, tta=tta, workers=workers):
+        scored = self.iter_predict(
+            items,
+            batch_size=batch_size,
+            tta=tta,
+            workers=workers,
+            tier=tier,
+            views=views,
+            threshold=threshold,
+        )
+        for p in scored:
             if strict and p.error is not None:
                 raise PredictionError(p.source, p.error["kind"], p.error["message"])
             preds.append(p)
@@ -279,23 +395,22 @@ class Detector:
         workers: int | None = None,
         tier: str = "clean",
         names: Callable[[Any], str] = describe_source,
+        views: str | None = None,
+        threshold: float | None = None,
     ) -> Iterator[Prediction]:
         """Stream predictions in input order: parallel decode, bounded look-ahead, batched model."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if tier not in TIERS:
+            raise ValueError(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
+        threshold = decision.check_threshold(threshold)
+        views = views or ("tta" if tta else "center")
         workers = workers or max(1, min(4, os.cpu_count() or 1))
 
-        def prep(src: Any) -> tuple[str, list[np.ndarray] | None, dict[str, str] | None, str | None]:
-            name = names(src)
-            try:
-                views, reason = self._prepare(src, tier, tta)
-                return name, views, None, reason
-            except DecodeError as e:
-                return name, None, e.as_dict(), None
-            except Exception as e:  # an unexpected decoder failure is still one file's error
-                return name, None, {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}, None
+        def prep(src: Any) -> Prepared:
+            return self.preprocess(src, name=names(src), tier=tier, views=views)
 
         with ThreadPoolExecutor(workers) as ex:
             it = iter(sources)
@@ -311,26 +426,7 @@ class Detector:
                 if not pending:
                     break
                 chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield from self._run_chunk([f.result() for f in chunk])
-
-    def _run_chunk(
-        self, prepared: list[tuple[str, list[np.ndarray] | None, dict[str, str] | None, str | None]]
-    ):
-        views, owners = [], []
-        for i, (_, v, _, _) in enumerate(prepared):
-            if v is not None:
-                views.extend(v)
-                owners.extend([i] * len(v))
-        logits_per: dict[int, list[float]] = {}
-        if views:
-            out = self.backend.logits(np.stack(views))
-            for i, z in zip(owners, out):
-                logits_per.setdefault(i, []).append(float(z))
-        for i, (name, _, err, reason) in enumerate(prepared):
-            if err is not None:
-                yield Prediction(source=name, error=err, model_id=self.model_id)
-            else:
-                yield self.make_prediction(name, float(np.mean(logits_per[i])), reason)
+                yield from self.score_prepared([f.result() for f in chunk], threshold=threshold)
 
     def info(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_id": self.model_id, "card": self.card.to_dict()}
@@ -351,4 +447,4 @@ def predictions_to_jsonl(preds: Iterable[Prediction]) -> Iterator[str]:
         yield json.dumps(p.to_dict(), ensure_ascii=False)
 
 
-__all__ = ["Detector", "Prediction", "PredictionError", "ModelLoadError", "asdict"]
+__all__ = ["Detector", "Prediction", "Prepared", "PredictionError", "ModelLoadError", "ROW_COLUMNS", "asdict"]

@@ -27,13 +27,13 @@ import numpy as np
 from .card import card_path_for
 from .fsutil import atomic_write_bytes
 from .imageio import MAX_FILE_BYTES, is_image_path
-from .runtime import Detector, Prediction
+from .runtime import ROW_COLUMNS, Detector, Prediction
 from .sources import expand_inputs
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 PATH_COLUMNS = ("path", "file_name")
 STATS = ("_t0", "_t1", "_cpu")  # internal columns: wall start/end of the actor call, its CPU seconds per row
-COLUMNS = ("path", "score", "label", "uncertain", "threshold", "model_id", "error_kind", "error")
+COLUMNS = ROW_COLUMNS
 
 
 def is_uri(p: str) -> bool:
@@ -164,27 +164,8 @@ def _read_remote(uri: str) -> bytes | dict[str, str]:
 
 
 def _row(path: str, p: Prediction) -> dict[str, Any]:
-    if p.ok:
-        return {
-            "path": path,
-            "score": p.score,
-            "label": p.label,
-            "uncertain": bool(p.uncertain),
-            "threshold": p.threshold,
-            "model_id": p.model_id,
-            "error_kind": None,
-            "error": None,
-        }
-    return {
-        "path": path,
-        "score": None,
-        "label": None,
-        "uncertain": None,
-        "threshold": None,
-        "model_id": p.model_id,
-        "error_kind": p.error["kind"],
-        "error": p.error["message"],
-    }
+    """The shared result row (``Prediction.row``) with the path as the user gave it."""
+    return {**p.row(), "path": path}
 
 
 class _Scorer:
@@ -205,8 +186,7 @@ class _Scorer:
             if not (folder / name).is_file() or (folder / name).stat().st_size != len(data):
                 atomic_write_bytes(folder / name, data)
         self.det = Detector.load(folder / main, threads=threads)
-        if threshold is not None:
-            self.det.card.threshold = threshold
+        self.threshold = threshold  # an argument of every scoring call; the card stays as shipped
         self.threads, self.batch_size = threads, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]):
@@ -229,7 +209,10 @@ class _Scorer:
             i: Prediction(source=paths[i], error=e, model_id=self.det.model_id) for i, e in failed.items()
         }
         it = self.det.iter_predict(
-            [sources[i] for i in todo], batch_size=self.batch_size, workers=self.threads
+            [sources[i] for i in todo],
+            batch_size=self.batch_size,
+            workers=self.threads,
+            threshold=self.threshold,
         )
         preds.update(zip(todo, it, strict=True))  # iter_predict keeps input order
         rows = [_row(display_path(paths[i]), preds[i]) for i in range(len(paths))]
@@ -285,7 +268,7 @@ def predict_ray(
 
     t_start = time.perf_counter()
     if threshold is not None and not 0 < threshold < 1:
-        raise ValueError("--threshold must lie in (0, 1)")
+        raise ValueError("--threshold must lie in (0, 1)")  # before Ray starts
     if workers is not None and workers < 1:
         raise ValueError("--ray-workers must be at least 1")
     out = Path(output)

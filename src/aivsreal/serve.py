@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import json
 import mimetypes
@@ -21,10 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -37,9 +37,8 @@ from starlette.requests import ClientDisconnect
 from . import __version__
 from .api_models import Health, ModelInfo, PredictResponse, PredictUpload, error_responses
 from .fsutil import sha256_file
-from .imageio import MAX_PIXELS, DecodeError, decode
-from .preprocess import draft_size, to_input
-from .runtime import Detector, Prediction, too_small
+from .imageio import MAX_PIXELS
+from .runtime import Detector, Prediction
 
 # The built page (committed, so pip installs carry it); AIVSREAL_WEB_DIR or --web-dir serves another build.
 WEB_STATIC = Path(__file__).parent / "web_static"
@@ -254,29 +253,26 @@ class Service:
             with self._lock:
                 self.pending -= 1
 
-    def score(self, files: list[tuple[str, bytes]], provenance: bool, heatmap: bool) -> list[dict[str, Any]]:
-        """Decode, preprocess and score every file in one model call; a bad file is an error item."""
-        det, pp = self.det, self.det.pp
-        preds: list[Prediction | None] = [None] * len(files)
-        ok: list[tuple[int, np.ndarray]] = []
-        small: dict[int, str | None] = {}
-        for i, (name, data) in enumerate(files):
-            try:
-                dec = decode(data, max_pixels=self.max_pixels, draft=draft_size(pp))
-                ok.append((i, to_input(dec.image, pp)))
-                small[i] = too_small(dec.original_size)
-            except DecodeError as e:
-                preds[i] = Prediction(source=name, error=e.as_dict(), model_id=det.model_id)
-            except Exception as e:  # an unexpected decoder failure is still this file's error
-                err = {"kind": "decode_failed", "message": f"{type(e).__name__}: {e}"}
-                preds[i] = Prediction(source=name, error=err, model_id=det.model_id)
-        if ok:
-            logits = det.backend.logits(np.stack([x for _, x in ok]))
-            for (i, _), z in zip(ok, logits, strict=True):
-                preds[i] = det.make_prediction(files[i][0], float(z), small[i])
+    def score(
+        self,
+        files: list[tuple[str, bytes]],
+        provenance: bool,
+        heatmap: bool,
+        *,
+        tta: bool = False,
+        tier: str = "clean",
+        threshold: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score every file through the Detector's stages in one model call; a bad file is an error item."""
+        det = self.det
+        views = "tta" if tta else "center"
+        prepared = [
+            det.preprocess(data, name=name, tier=tier, views=views, max_pixels=self.max_pixels)
+            for name, data in files
+        ]
+        preds = det.score_prepared(prepared, threshold=threshold)
         results = []
         for (_, data), pred in zip(files, preds, strict=True):
-            assert pred is not None
             if provenance:
                 _attach_provenance(pred, data)  # evidence items and the verdict, as predict --provenance
             r = pred.to_dict()
@@ -449,14 +445,22 @@ def create_app(
         response_model=PredictResponse,
         responses=error_responses(400, 408, 413, 415, 422, 503),
     )
-    async def predict(request: Request, provenance: bool = False, heatmap: bool = False) -> Response:
+    async def predict(
+        request: Request,
+        provenance: bool = False,
+        heatmap: bool = False,
+        tta: bool = False,
+        tier: Literal["clean", "web", "hard"] = "clean",
+        threshold: float | None = Query(None, gt=0.0, lt=1.0),
+    ) -> Response:
         try:
             files = await read_files(
                 request, limit=svc.max_upload_bytes, max_files=svc.max_files, timeout=svc.body_timeout
             )
         except ClientDisconnect:
             return JSONResponse(error_body("disconnected", "client went away"), status_code=400)
-        results = await svc.run(svc.score, files, provenance, heatmap)
+        score = functools.partial(svc.score, tta=tta, tier=tier, threshold=threshold)
+        results = await svc.run(score, files, provenance, heatmap)
         body: dict[str, Any] = {"model_id": svc.det.model_id, "results": results}
         status = all_failed_status(results)
         if status is not None:

@@ -183,45 +183,119 @@ export function rgbaToRgb(rgba, w, h) {
   return out;
 }
 
-/** The region and size the card's policy takes from a w×h image (mirrors preprocess.geometry). */
-export function plan(w, h, pp) {
-  const s = pp.size;
-  let rw = w;
-  let rh = h;
-  const short = (target) => {
-    if (Math.min(w, h) === target) return [w, h];
-    if (w <= h) return [target, Math.max(target, pyRound((h * target) / w))];
-    return [Math.max(target, pyRound((w * target) / h)), target];
-  };
-  if (pp.policy === "resize") return { resize: w === s && h === s ? null : [s, s], crop: null };
-  if (pp.policy === "center_crop") [rw, rh] = short(pyRound(s / pp.crop_pct));
-  else if (pp.policy === "native_crop") {
-    if (Math.min(w, h) < s) [rw, rh] = short(s);
-  } else throw new Error(`unknown preprocessing policy ${pp.policy}`);
-  const resized = rw !== w || rh !== h ? [rw, rh] : null;
-  return { resize: resized, crop: [Math.floor((rw - s) / 2), Math.floor((rh - s) / 2), s] };
+// One geometry plan for every policy, the twin of aivsreal/geometry.py: a whole-image resize (or none), then
+// size×size boxes [left, top, right, bottom] of the resized image, mirrored where flips says so.
+export const POLICIES = ["resize", "center_crop", "native_crop"];
+export const VIEWS = ["center", "tta", "patches", "random"];
+export const PATCH_GRID = 3;
+
+function shortSide(w, h, short) {
+  if (w <= h) return [short, Math.max(short, pyRound((h * short) / w))];
+  return [Math.max(short, pyRound((w * short) / h)), short];
 }
 
-function crop(rgb, w, left, top, s) {
+/** The whole-image resize a policy asks for, or null when native pixels are kept. */
+export function resizeTarget(w, h, pp) {
+  const s = pp.size;
+  let short;
+  if (pp.policy === "resize") return w === s && h === s ? null : [s, s];
+  if (pp.policy === "center_crop") short = Math.max(s, pyRound(s / pp.crop_pct));
+  else if (pp.policy === "native_crop") {
+    short = s;
+    if (Math.min(w, h) >= s) return null;
+  } else throw new Error(`unknown preprocessing policy ${pp.policy}`);
+  return Math.min(w, h) === short ? null : shortSide(w, h, short);
+}
+
+const centre = (rw, rh, s) => {
+  const l = Math.floor((rw - s) / 2);
+  const t = Math.floor((rh - s) / 2);
+  return [l, t, l + s, t + s];
+};
+const spread = (n, len, s) =>
+  n <= 1 ? [Math.floor((len - s) / 2)] : Array.from({ length: n }, (_, i) => Math.floor((i * (len - s)) / (n - 1)));
+
+/**
+ * The views of a w×h image under the card's policy: {source, resize, boxes, flips}.
+ * ``randint(a, b)`` (inclusive) draws the offset of the ``random`` training view (tests replay Python's draws).
+ */
+export function plan(w, h, pp, { views = "center", randint = null } = {}) {
+  const s = pp.size;
+  const resize = resizeTarget(w, h, pp);
+  const [rw, rh] = resize || [w, h];
+  let boxes;
+  let flips;
+  if (views === "center") {
+    boxes = [centre(rw, rh, s)];
+    flips = [false];
+  } else if (views === "tta") {
+    boxes = [centre(rw, rh, s), centre(rw, rh, s)];
+    flips = [false, true];
+    if (pp.policy === "native_crop" && !resize && (w > s || h > s)) {
+      for (const [x, y] of [[0, 0], [w - s, 0], [0, h - s], [w - s, h - s]]) {
+        boxes.push([x, y, x + s, y + s]);
+        flips.push(false);
+      }
+    }
+  } else if (views === "patches") {
+    const nx = Math.min(PATCH_GRID, Math.ceil(rw / s));
+    const ny = Math.min(PATCH_GRID, Math.ceil(rh / s));
+    boxes = [];
+    for (const y of spread(ny, rh, s)) for (const x of spread(nx, rw, s)) boxes.push([x, y, x + s, y + s]);
+    flips = boxes.map(() => false);
+  } else if (views === "random") {
+    if (!randint) throw new Error("random views need a seeded randint");
+    const [x, y] = pp.policy === "resize" ? [0, 0] : [randint(0, rw - s), randint(0, rh - s)];
+    boxes = [[x, y, x + s, y + s]];
+    flips = [false];
+  } else throw new Error(`unknown views ${views}`);
+  return { source: [w, h], resize, boxes, flips };
+}
+
+/** The part of the source a plan needs: everything when it resizes, else the union of its boxes. */
+export function region(p) {
+  if (p.resize) return [0, 0, p.source[0], p.source[1]];
+  const xs = p.boxes.map((b) => b[0]);
+  const ys = p.boxes.map((b) => b[1]);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...p.boxes.map((b) => b[2])), Math.max(...p.boxes.map((b) => b[3]))];
+}
+
+function crop(rgb, w, left, top, s, flip = false) {
   const out = new Uint8Array(s * s * 3);
   for (let y = 0; y < s; y++) {
     const from = ((top + y) * w + left) * 3;
-    out.set(rgb.subarray(from, from + s * 3), y * s * 3);
+    if (!flip) out.set(rgb.subarray(from, from + s * 3), y * s * 3);
+    else {
+      for (let x = 0; x < s; x++) {
+        const src = from + (s - 1 - x) * 3;
+        const dst = (y * s + x) * 3;
+        out[dst] = rgb[src];
+        out[dst + 1] = rgb[src + 1];
+        out[dst + 2] = rgb[src + 2];
+      }
+    }
   }
   return out;
 }
 
-/** RGB → size×size RGB, following the card's policy (Python: preprocess.geometry). */
-export function geometry(rgb, w, h, pp) {
-  const p = plan(w, h, pp);
+/**
+ * The size×size RGB views of a plan (Python: preprocess.apply_plan). ``rgb`` may be only a region of the
+ * planned image when nothing is resized: ``origin`` is where it sits and ``width`` its width.
+ */
+export function applyPlan(rgb, p, pp, { origin = [0, 0], width = null } = {}) {
   let img = rgb;
-  let cw = w;
+  let cw = width ?? p.source[0];
   if (p.resize) {
-    img = resize(img, w, h, p.resize[0], p.resize[1], pp.interpolation);
+    if (origin[0] !== 0 || origin[1] !== 0) throw new Error("a resizing plan needs the whole image");
+    img = resize(img, p.source[0], p.source[1], p.resize[0], p.resize[1], pp.interpolation);
     cw = p.resize[0];
   }
-  if (p.crop) img = crop(img, cw, p.crop[0], p.crop[1], p.crop[2]);
-  return img;
+  return p.boxes.map((b, i) => crop(img, cw, b[0] - origin[0], b[1] - origin[1], pp.size, p.flips[i]));
+}
+
+/** RGB → size×size RGB, the policy's centre view (Python: preprocess.geometry). */
+export function geometry(rgb, w, h, pp) {
+  return applyPlan(rgb, plan(w, h, pp), pp)[0];
 }
 
 /** size×size RGB → float32 CHW, (x·(1/255) − mean) / std in float32 as numpy computes it. */
@@ -244,15 +318,10 @@ export function toInput(rgba, w, h, pp) {
   return normalize(geometry(rgbaToRgb(rgba, w, h), w, h, pp), pp);
 }
 
-/** Calibrated P(AI), label and uncertain flag from a logit, as runtime.Detector.make_prediction. */
-export function scoreFromLogit(logit, card) {
-  const z = logit / card.temperature;
-  const score = z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
-  const labels = card.labels || ["real", "ai"];
-  return {
-    score,
-    label: score >= card.threshold ? labels[1] : labels[0],
-    uncertain: Math.abs(score - card.threshold) < card.uncertain_band,
-    threshold: card.threshold,
-  };
+/** RGBA pixels → the model inputs of a view set (Python: preprocess.inputs / view_images). */
+export function toInputs(rgba, w, h, pp, opts = {}) {
+  const p = plan(w, h, pp, opts);
+  return applyPlan(rgbaToRgb(rgba, w, h), p, pp).map((v) => normalize(v, pp));
 }
+
+export { scoreFromLogit } from "./decision.js";

@@ -4,9 +4,11 @@
 // (esbuild), never as a copy. Preprocessing numbers come from the model card, the same ones Python uses.
 
 import * as ort from "onnxruntime-web/wasm";
-import { plan, scoreFromLogit, toInput } from "./preprocess.js";
+import { aggregate, scoreFromLogit } from "./decision.js";
+import { applyPlan, normalize, plan, region, rgbaToRgb } from "./preprocess.js";
 
-export { scoreFromLogit, toInput } from "./preprocess.js";
+export { aggregate, scoreFromLogit } from "./decision.js";
+export { toInput, toInputs } from "./preprocess.js";
 export const MAX_PIXELS = 64_000_000; // same bomb limit as aivsreal.imageio.MAX_PIXELS
 
 /** An input that cannot be scored; ``kind`` uses the same codes as the Python side. */
@@ -60,7 +62,7 @@ function pngSize(bytes) {
  * Decode an image file (Blob) into not-premultiplied RGBA pixels of the region the card's policy needs.
  * Native crops of big images read only the centre square, so a 12-megapixel photo costs what 224² does.
  */
-export async function decodeImage(blob, pp, { maxPixels = MAX_PIXELS } = {}) {
+export async function decodeImage(blob, pp, { maxPixels = MAX_PIXELS, views = "center" } = {}) {
   if (!blob || blob.size === 0) throw new ScoreError("empty", "empty input (0 bytes)");
   const head = new Uint8Array(await blob.slice(0, 32).arrayBuffer());
   const format = sniff(head);
@@ -88,23 +90,29 @@ export async function decodeImage(blob, pp, { maxPixels = MAX_PIXELS } = {}) {
   try {
     const { width: w, height: h } = bitmap;
     if (w * h > maxPixels) throw new ScoreError("too_many_pixels", `${w}x${h} exceeds the ${maxPixels} pixel limit`);
-    const p = plan(w, h, pp);
-    // Only the crop is needed when no resampling happens first.
-    const [sx, sy, sw, sh] = !p.resize && p.crop ? [p.crop[0], p.crop[1], p.crop[2], p.crop[2]] : [0, 0, w, h];
+    // Only the region the plan's views cover is read when no resampling happens first.
+    const [rl, rt, rr, rb] = region(plan(w, h, pp, { views }));
+    const [sx, sy, sw, sh] = [rl, rt, rr - rl, rb - rt];
     const canvas = new OffscreenCanvas(sw, sh);
     const ctx = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
     ctx.drawImage(bitmap, sx, sy, sw, sh, 0, 0, sw, sh);
     const data = ctx.getImageData(0, 0, sw, sh, { colorSpace: "srgb" }).data;
-    return { rgba: data, width: sw, height: sh, originalSize: [w, h], format, cropped: sw !== w || sh !== h };
+    return { rgba: data, width: sw, height: sh, origin: [sx, sy], originalSize: [w, h], format, cropped: sw !== w || sh !== h };
   } finally {
     bitmap.close();
   }
 }
 
-/** Decoded pixels → model input for ``pp`` (decodeImage may have cut the centre crop already). */
+/** Decoded pixels → the model inputs of ``views`` (decodeImage may have read only the plan's region). */
+export function inputsFromDecoded(decoded, pp, views = "center") {
+  const { rgba, width, height, originalSize, origin = [0, 0] } = decoded;
+  const p = plan(originalSize[0], originalSize[1], pp, { views });
+  return applyPlan(rgbaToRgb(rgba, width, height), p, pp, { origin, width }).map((v) => normalize(v, pp));
+}
+
+/** The centre-view model input (one Float32Array), as Python's preprocess.to_input. */
 export function inputFromDecoded(decoded, pp) {
-  const { rgba, width, height } = decoded;
-  return toInput(rgba, width, height, decoded.cropped ? { ...pp, policy: "resize" } : pp);
+  return inputsFromDecoded(decoded, pp, "center")[0];
 }
 
 /** One model, ready to score images in this browser. */
@@ -146,17 +154,19 @@ export class Scorer {
     return inputFromDecoded(decoded, this.card.preprocess);
   }
 
-  /** Score one image file; the result has the fields of ``aivsreal predict --json`` plus timings. */
-  async score(blob, name = blob?.name || "image") {
+  /** Score one image file; the result has the fields of ``aivsreal predict --json`` plus timings.
+   * ``views``: "center" (default) or "tta"/"patches", whose view logits are aggregated as in Python. */
+  async score(blob, name = blob?.name || "image", { views = "center", threshold = null } = {}) {
     const t0 = performance.now();
-    const decoded = await decodeImage(blob, this.card.preprocess);
+    const decoded = await decodeImage(blob, this.card.preprocess, { views });
     const t1 = performance.now();
-    const x = this.input(decoded);
-    const z = await this.logit(x);
+    const logits = [];
+    for (const x of inputsFromDecoded(decoded, this.card.preprocess, views)) logits.push(await this.logit(x));
+    const z = aggregate(logits);
     const t2 = performance.now();
     return {
       path: name,
-      ...scoreFromLogit(z, this.card),
+      ...scoreFromLogit(z, this.card, { threshold }),
       model_id: this.modelId,
       logit: z,
       decode_ms: t1 - t0,
