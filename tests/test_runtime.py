@@ -188,3 +188,49 @@ def test_missing_model_is_a_clear_error(tmp_path):
     (tmp_path / "junk.onnx.card.json").write_text(ModelCard(backbone="x").to_json())
     with pytest.raises(ModelLoadError):
         Detector.load(tmp_path / "junk.onnx", verify=False)
+
+
+def test_pipeline_stages_compose_to_predict(det, tmp_path):
+    """preprocess → forward → postprocess by hand gives what predict gives, for every view set."""
+    src = save(make_image("ai", 150, 9, w=200), tmp_path / "a.jpg")
+    for views in ("center", "tta", "patches"):
+        prep = det.preprocess(str(src), views=views)
+        by_hand = det.postprocess(prep.source, det.forward(prep.inputs))
+        assert det.predict(str(src), views=views) == by_hand, views
+    bad = det.preprocess(b"not an image", name="x")
+    assert bad.inputs is None and bad.error["kind"] == "not_an_image"
+
+
+def test_threshold_is_an_argument_not_a_card_change(det, tmp_path):
+    src = save(make_image("real", 96, 3), tmp_path / "r.png")
+    before = det.card.threshold
+    low, high = det.predict(str(src), threshold=1e-9), det.predict(str(src), threshold=1 - 1e-9)
+    assert (low.label, high.label) == ("ai", "real") and low.score == high.score
+    assert (low.threshold, high.threshold) == (1e-9, 1 - 1e-9) and det.card.threshold == before
+    with pytest.raises(ValueError, match="threshold"):
+        det.predict(str(src), threshold=1.5)
+
+
+def test_overlapped_pipeline_matches_the_serial_one_in_order(tiny_onnx, tmp_path):
+    """The forward thread overlapping decode returns the same predictions, in input order, errors in place."""
+    files = []
+    for i in range(23):
+        files.append(str(save(make_image("ai" if i % 3 else "real", 70 + i, i), tmp_path / f"{i:02d}.png")))
+    files.insert(5, str(tmp_path / "missing.png"))
+    a, b = Detector.load(tiny_onnx), Detector.load(tiny_onnx)
+    b.overlap = False
+    got = list(a.iter_predict(files, batch_size=4, workers=2))
+    want = list(b.iter_predict(files, batch_size=4, workers=2))
+    assert [p.source for p in got] == files
+    assert got == want and got[5].error["kind"] == "not_found"
+
+
+def test_result_row_is_one_definition(det, tmp_path):
+    from aivsreal.runtime import ROW_COLUMNS
+
+    ok = det.predict(str(save(make_image("ai", 80, 1), tmp_path / "a.png")))
+    bad = det.predict(str(tmp_path / "nope.png"))
+    for p in (ok, bad):
+        assert tuple(p.row()) == ROW_COLUMNS
+    assert bad.row()["error_kind"] == "not_found" and bad.row()["score"] is None
+    assert ok.row()["score"] == ok.score and ok.row()["uncertain"] is ok.uncertain

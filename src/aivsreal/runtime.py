@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -213,6 +214,8 @@ class Detector:
         # decode only the plan's region of a JPEG when that gives the same pixels (aivsreal.jpegcrop);
         # False forces full decodes (bench compares both)
         self.region_decode = True
+        # run the model in its own thread, overlapping decoding; False: the caller's thread (bench compares)
+        self.overlap = True
 
     @classmethod
     def load(
@@ -412,6 +415,44 @@ class Detector:
         def prep(src: Any) -> Prepared:
             return self.preprocess(src, name=names(src), tier=tier, views=views)
 
+        if not self.overlap:
+            yield from self._iter_serial(sources, prep, batch_size, workers, threshold)
+            return
+        # Decode threads keep a look-ahead of futures full; one forward thread takes them batch by batch
+        # (waiting on each decode itself), so decoding never stops while the model runs and the model
+        # never waits for a whole batch to be gathered by the caller. Results come back in input order.
+        with ThreadPoolExecutor(workers) as ex, ThreadPoolExecutor(1, thread_name_prefix="forward") as fwd:
+            it = iter(sources)
+            pending: deque[Any] = deque()
+            running: deque[Any] = deque()
+            ahead = max(2 * batch_size, 2 * workers)
+            exhausted = False
+
+            def run(chunk: list[Any]) -> list[Prediction]:
+                return self.score_prepared([f.result() for f in chunk], threshold=threshold)
+
+            while True:
+                while not exhausted and len(pending) < ahead:
+                    try:
+                        pending.append(ex.submit(prep, next(it)))
+                    except StopIteration:
+                        exhausted = True
+                while pending and len(running) < 2 and (len(pending) >= batch_size or exhausted):
+                    chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+                    running.append(fwd.submit(run, chunk))
+                if not running:
+                    break
+                yield from running.popleft().result()
+
+    def _iter_serial(
+        self,
+        sources: Iterable[Any],
+        prep: Callable[[Any], Prepared],
+        batch_size: int,
+        workers: int,
+        threshold: float | None,
+    ) -> Iterator[Prediction]:
+        """The pipeline before overlap (kept for bench's side-by-side): the caller's thread runs the model."""
         with ThreadPoolExecutor(workers) as ex:
             it = iter(sources)
             pending: list[Any] = []
