@@ -184,7 +184,7 @@ def apply_tier(img: Image.Image, tier: str) -> Image.Image:
     return jpeg_reencode(limit_longest_side(img, limit), quality)
 
 
-def load_views(
+def decode_views(
     source: ImageSource,
     pp: Preprocess,
     *,
@@ -192,8 +192,10 @@ def load_views(
     views: str = "center",
     max_pixels: int = MAX_PIXELS,
     region_decode: bool = True,
-) -> np.ndarray:
-    """Decode a source once and return the model inputs of ``views``, (k, 3, size, size). Raises DecodeError.
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode a source once: the model inputs of ``views`` (k, 3, size, size) and the image's original size.
+
+    Raises DecodeError.
 
     With ``region_decode`` (and a clean tier) a JPEG whose plan keeps native pixels is decoded only around
     the plan's boxes (:mod:`aivsreal.jpegcrop`): the same inputs as a full decode, at a fraction of the cost.
@@ -207,9 +209,26 @@ def load_views(
     d = decode(source, max_pixels=max_pixels, draft=draft_size(pp), region=region if use_region else None)
     if d.cropped:
         p = plan(*d.full_size, pp, views)
-        return np.stack([normalize(v, pp) for v in apply_plan(d.image, p, pp, origin=d.origin)])
+        return np.stack(
+            [normalize(v, pp) for v in apply_plan(d.image, p, pp, origin=d.origin)]
+        ), d.original_size
     img = d.image if tier == "clean" else apply_tier(d.image, tier)
-    return inputs(img, pp, views)
+    return inputs(img, pp, views), d.original_size
+
+
+def load_views(
+    source: ImageSource,
+    pp: Preprocess,
+    *,
+    tier: str = "clean",
+    views: str = "center",
+    max_pixels: int = MAX_PIXELS,
+    region_decode: bool = True,
+) -> np.ndarray:
+    """The model inputs of ``views`` for a source, (k, 3, size, size) (see :func:`decode_views`)."""
+    return decode_views(
+        source, pp, tier=tier, views=views, max_pixels=max_pixels, region_decode=region_decode
+    )[0]
 
 
 def batch_inputs(
