@@ -1,1 +1,1 @@
-import{a,b,c,d,e,f,g,h}from"./chunk-5FYQB3PU.js";export{c as MAX_PIXELS,d as ScoreError,h as Scorer,f as decodeImage,g as inputFromDecoded,b as scoreFromLogit,e as sniff,a as toInput};
+import{a,b,c,d,e,f,g,h,i,j,k}from"./chunk-VVGUJGRQ.js";export{e as MAX_PIXELS,f as ScoreError,k as Scorer,a as aggregate,h as decodeImage,j as inputFromDecoded,i as inputsFromDecoded,b as scoreFromLogit,g as sniff,c as toInput,d as toInputs};
