@@ -25,7 +25,13 @@ def free_port() -> int:
 
 
 def start_server(
-    model: Path, log: Path, *, max_upload_mb: float = 4.0, workers: int = 2, env: dict[str, str] | None = None
+    model: Path,
+    log: Path,
+    *,
+    max_upload_mb: float = 4.0,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """Start ``aivsreal serve`` on a free loopback port; returns (process, base URL) once /healthz answers."""
     port = free_port()
@@ -44,6 +50,7 @@ def start_server(
         str(workers),
         "--max-upload-mb",
         str(max_upload_mb),
+        *(extra or []),
     ]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=full_env)

@@ -429,3 +429,137 @@ def test_the_issues_4000_square_scan_bomb(tmp_path):
     took = time.perf_counter() - t0
     print(f"4000² scan bomb ({len(bomb)} bytes) refused in {took * 1000:.1f} ms")
     assert took < 0.5
+
+
+# ---- 8. no 500s: long multipart boundary, assets without a web build --------------------------------
+def test_long_boundary_and_missing_web_bundle_are_not_server_errors(tiny_onnx, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from aivsreal.serve import create_app
+
+    app = create_app(model=str(tiny_onnx), workers=1, static_dir=tmp_path / "no_web_build")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for n in (257, 300, 5000):
+            b = "b" * n
+            body = f'--{b}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nx\r\n--{b}--\r\n'
+            r = client.post(
+                "/v1/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={b}"}
+            )
+            assert r.status_code == 400 and r.json()["error"]["kind"] == "bad_request", (n, r.text)
+        for path in ("/assets/app.js", "/assets/swagger/swagger-ui.css", "/assets/"):
+            r = client.get(path)
+            assert r.status_code == 404 and r.json()["error"]["kind"] == "not_found", (path, r.text)
+        assert client.get("/healthz").status_code == 200
+
+
+# ---- 9 (+1-3): bounded bytes in flight, a total body deadline; a normal request still answered -------
+def _raw_upload(base: str, source_ip: str, declared: int, send: bytes):
+    """A raw socket from ``source_ip`` that declares ``declared`` body bytes and sends only ``send``."""
+    import socket
+
+    host, port = base.rsplit(":", 1)
+    s = socket.create_connection((host.split("//")[1], int(port)), timeout=10, source_address=(source_ip, 0))
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n"
+        "Content-Type: multipart/form-data; boundary=aivsrealBoundary7\r\n\r\n"
+    )
+    s.sendall(head.encode() + send)
+    return s
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_server_under_attack_still_answers_a_normal_request(tiny_onnx, tmp_path, record_property):
+    """Held-open 3.9 MiB uploads, a 1-byte trickle, strips, scan bombs and PostScript at once: the attackers
+    get 503/408/their errors, memory stays bounded, and a normal request is answered within 2 s."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from hostile import EPS_LOOP, jpeg_scan_bomb, png_bytes
+    from serve_helpers import image_bytes, multipart, read_response, start_server, stop_server
+
+    proc, base = start_server(
+        tiny_onnx,
+        tmp_path / "server.log",
+        max_upload_mb=4.0,
+        extra=["--max-inflight-mb", "12", "--body-deadline", "6"],
+    )
+    try:
+        normal = [("files", ("ok.png", image_bytes("real", 96, seed=1), "image/png"))]
+        assert httpx.post(f"{base}/v1/predict", files=normal, timeout=30).status_code == 200  # warm
+        rss0 = _rss_mib(proc.pid)
+        part = multipart([("big.bin", b"\0" * (3 << 20))])[: 3 << 20]
+        held = [_raw_upload(base, "127.0.0.2", int(3.9 * 2**20), part) for _ in range(4)]
+        trickle = _raw_upload(base, "127.0.0.3", 4000, b"--aivsrealBoundary7\r\n")
+        t_trickle = time.monotonic()
+        stop = threading.Event()
+
+        def keep_trickling() -> None:
+            while not stop.is_set():
+                try:
+                    trickle.send(b"x")
+                except OSError:
+                    return
+                stop.wait(1.0)
+
+        threading.Thread(target=keep_trickling, daemon=True).start()
+        hostile = [
+            ("strip.png", png_bytes(1, 100_000, 0, 8, b"\x00\x80" * 100_000)),
+            ("scans.jpg", jpeg_scan_bomb(1000, 2000)),
+            ("eps.jpg", EPS_LOOP),
+        ]
+
+        def attack(i: int) -> int:
+            name, data = hostile[i % len(hostile)]
+            r = httpx.post(
+                f"{base}/v1/predict?provenance=true", files=[("files", (name, data))] * 4, timeout=60
+            )
+            return r.status_code
+
+        with ThreadPoolExecutor(4) as ex:
+            attacks = [ex.submit(attack, i) for i in range(12)]
+            latencies = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                r = httpx.post(f"{base}/v1/predict", files=normal, timeout=30)
+                latencies.append(time.monotonic() - t0)
+                assert r.status_code == 200, r.text
+                time.sleep(0.3)
+            attack_codes = sorted({f.result() for f in attacks})
+        # 2 uploads of 3.9 MiB fit this client's share (9 MiB); the others were refused up front
+        statuses = []
+        for s in held:
+            try:
+                statuses.append(read_response(s, timeout=15)[0])
+            except OSError:
+                statuses.append(None)
+        busy = [st for st in statuses if st == 503]
+        rss1 = _rss_mib(proc.pid)
+        status, body = read_response(trickle, timeout=20)
+        trickle_s = time.monotonic() - t_trickle
+        stop.set()
+        for s in [*held, trickle]:
+            s.close()
+        print(
+            f"normal latencies {[round(x, 2) for x in latencies]} s; held uploads {statuses}; attacks "
+            f"{attack_codes}; trickle {status} after {trickle_s:.1f} s; RSS {rss0:.0f} -> {rss1:.0f} MiB"
+        )
+        record_property("normal_latency_max_s", max(latencies))
+        assert max(latencies) < 2.0, latencies
+        assert len(busy) == 2 and statuses.count(408) == 2, statuses
+        assert status == 408 and body["error"]["kind"] == "timeout" and trickle_s < 12, (status, trickle_s)
+        assert set(attack_codes) <= {415, 422, 200}, attack_codes
+        assert rss1 - rss0 < 150, (rss0, rss1)
+        # the budget came back: this client may upload again
+        again = [("files", ("big.png", image_bytes("ai", 96, seed=2), "image/png"))]
+        assert httpx.post(f"{base}/v1/predict", files=again, timeout=30).status_code == 200
+    finally:
+        stop_server(proc)

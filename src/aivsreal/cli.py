@@ -650,11 +650,28 @@ def serve(
         help="Serve the page from this build (e.g. src/aivsreal/web_static after npm run build) "
         "instead of the installed copy; also $AIVSREAL_WEB_DIR.",
     ),
+    max_inflight_mb: Optional[float] = typer.Option(
+        None,
+        callback=_positive,
+        help="Upload bytes held in memory across all requests (503 past it). [default: 8 uploads, >= 64]",
+    ),
+    body_deadline: float = typer.Option(
+        120.0, callback=_positive, help="Seconds a client has to send a whole request body (408 past it)."
+    ),
 ) -> None:
     """HTTP API (POST /v1/predict, GET /v1/model, /healthz), the web page at / and OpenAPI docs."""
     from .serve import run
 
-    run(host=host, port=port, model=model, workers=workers, max_upload_mb=max_upload_mb, web_dir=web_dir)
+    run(
+        host=host,
+        port=port,
+        model=model,
+        workers=workers,
+        max_upload_mb=max_upload_mb,
+        web_dir=web_dir,
+        max_inflight_mb=max_inflight_mb,
+        body_deadline=body_deadline,
+    )
 
 
 @app.command()

@@ -45,6 +45,7 @@ WEB_STATIC = Path(__file__).parent / "web_static"
 WEB_DIR_ENV = "AIVSREAL_WEB_DIR"
 TYPE_ERROR_KINDS = frozenset({"not_an_image", "unsupported_format"})
 MAX_NAME_CHARS = 255
+MAX_BOUNDARY_CHARS = 200
 KEEP_ALIVE_S = 20  # see run(): longer than the idle expiry of common HTTP clients
 # The page loads its script, styles and the ONNX Runtime wasm from this origin only.
 PAGE_CSP = (
@@ -74,6 +75,12 @@ class PrecompressedFiles(StaticFiles):
     """Static files where a large asset may be stored only gzipped (``NAME.gz``, as the web build writes the
     ONNX Runtime wasm and Swagger UI): sent as is with ``Content-Encoding: gzip``, or decompressed for a
     client that does not accept gzip."""
+
+    async def check_config(self) -> None:
+        """No web build at all is not a server error: every asset is then simply not found (404)."""
+        if self.directory is not None and not os.path.isdir(self.directory):
+            return
+        await super().check_config()
 
     async def get_response(self, path: str, scope: Any) -> Response:
         try:
@@ -110,11 +117,79 @@ class _Part:
         self._value = bytearray()
 
 
+class ByteBudget:
+    """Upload bytes held in memory across all requests, and per client address, bounded (thread-safe).
+
+    A request takes bytes as they arrive (its declared Content-Length up front) and gives them back when
+    it is answered; past either bound it is refused with 503 + Retry-After, so many clients each holding
+    a large body open cannot grow the server's memory without limit, and one client cannot starve others.
+    """
+
+    def __init__(self, total: int, per_client: int):
+        self.total, self.per_client = total, per_client
+        self.used = 0
+        self.by_client: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str, n: int) -> None:
+        with self._lock:
+            mine = self.by_client.get(client, 0)
+            if self.used + n > self.total or mine + n > self.per_client:
+                who = "all clients" if self.used + n > self.total else "this client"
+                raise ApiError(
+                    503,
+                    "busy",
+                    f"too many upload bytes in flight for {who}; retry shortly",
+                    {"Retry-After": "2"},
+                )
+            self.used += n
+            self.by_client[client] = mine + n
+
+    def give(self, client: str, n: int) -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            self.used -= n
+            left = self.by_client.get(client, 0) - n
+            if left > 0:
+                self.by_client[client] = left
+            else:
+                self.by_client.pop(client, None)
+
+
+class Reservation:
+    """The bytes one request holds in a :class:`ByteBudget`; ``release`` once it is answered."""
+
+    def __init__(self, budget: ByteBudget | None, client: str):
+        self.budget, self.client, self.held = budget, client, 0
+
+    def need(self, total: int) -> None:
+        """Hold at least ``total`` bytes (503 when the budget cannot give them)."""
+        if self.budget is not None and total > self.held:
+            self.budget.take(self.client, total - self.held)
+            self.held = total
+
+    def release(self) -> None:
+        if self.budget is not None:
+            self.budget.give(self.client, self.held)
+        self.held = 0
+
+
 async def read_files(
-    request: Request, *, limit: int, max_files: int, timeout: float, field: str = "files"
+    request: Request,
+    *,
+    limit: int,
+    max_files: int,
+    timeout: float,
+    field: str = "files",
+    deadline: float | None = None,
+    reservation: Reservation | None = None,
 ) -> list[tuple[str, bytes]]:
     """The ``(filename, bytes)`` of each ``field`` part of a multipart body, refusing bodies over ``limit``
-    bytes as soon as they pass it (Content-Length first, then the bytes actually received)."""
+    bytes as soon as they pass it (Content-Length first, then the bytes actually received).
+
+    ``timeout`` bounds each wait for data and ``deadline`` the whole body (seconds), both 408; the bytes are
+    held in ``reservation`` as they arrive (503 past the server's in-flight budget)."""
     mime, params = parse_options_header(request.headers.get("content-type"))
     if mime != b"multipart/form-data":
         raise ApiError(
@@ -125,11 +200,19 @@ async def read_files(
     boundary = params.get(b"boundary")
     if not boundary:
         raise ApiError(400, "bad_request", "multipart body without a boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:  # RFC 2046: 1 to 70 characters; the parser refuses > 256
+        raise ApiError(
+            400,
+            "bad_request",
+            f"multipart boundary of {len(boundary)} characters (at most {MAX_BOUNDARY_CHARS})",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(
             413, "too_large", f"request body of {int(declared)} bytes exceeds the {limit} byte limit"
         )
+    if reservation is not None and declared is not None and declared.isdigit():
+        reservation.need(int(declared))  # before reading a byte
 
     parts: list[_Part] = []
     cur: list[_Part] = []
@@ -180,20 +263,31 @@ async def read_files(
     )
     received = 0
     stream = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    end = None if deadline is None else loop.time() + deadline
     try:
         while True:
+            wait = timeout if end is None else min(timeout, end - loop.time())
+            if wait <= 0:
+                raise ApiError(408, "timeout", f"request body not received within {deadline:g} s")
             try:
-                chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+                chunk = await asyncio.wait_for(stream.__anext__(), wait)
             except StopAsyncIteration:
                 break
+            except asyncio.TimeoutError:
+                if end is not None and loop.time() >= end:
+                    raise ApiError(
+                        408, "timeout", f"request body not received within {deadline:g} s"
+                    ) from None
+                raise ApiError(408, "timeout", f"no request data for {timeout:g} s") from None
             received += len(chunk)
             if received > limit:
                 raise ApiError(413, "too_large", f"request body exceeds the {limit} byte limit")
+            if reservation is not None:
+                reservation.need(received)
             if chunk:
                 parser.write(chunk)
         parser.finalize()
-    except asyncio.TimeoutError:
-        raise ApiError(408, "timeout", f"no request data for {timeout:g} s") from None
     except FormParserError as e:
         raise ApiError(400, "bad_request", f"malformed multipart body: {e}") from None
     if not parts:
@@ -218,6 +312,8 @@ class Service:
         max_files: int,
         max_queue: int,
         body_timeout: float,
+        body_deadline: float = 120.0,
+        max_inflight_bytes: int | None = None,
     ):
         self.det = det
         self.workers = max(1, int(workers))
@@ -227,6 +323,10 @@ class Service:
         self.max_files = max_files
         self.max_queue = max_queue
         self.body_timeout = body_timeout
+        self.body_deadline = body_deadline
+        total = max_inflight_bytes if max_inflight_bytes is not None else max(8 * max_upload_bytes, 64 << 20)
+        # one client address may hold at most two full uploads (or all of a smaller total)
+        self.budget = ByteBudget(total, min(total, 2 * max_upload_bytes + (1 << 20)))
         self.pending = 0
         self._lock = threading.Lock()
         self.onnx_sha256 = sha256_file(det.path) if det.path.suffix == ".onnx" else None
@@ -338,6 +438,8 @@ def create_app(
     max_files: int = 64,
     max_queue: int = 256,
     body_timeout: float = 30.0,
+    body_deadline: float = 120.0,
+    max_inflight_mb: float | None = None,
     static_dir: str | os.PathLike | None = None,
 ) -> FastAPI:
     """Build the FastAPI app around ``detector`` (or the model at ``model``; default: shipped model).
@@ -348,7 +450,15 @@ def create_app(
         threads = max(1, (os.cpu_count() or 1) // max(1, workers))
         detector = Detector.load(model, threads=threads)
     svc = Service(
-        detector, workers, int(max_upload_mb * 1024 * 1024), max_pixels, max_files, max_queue, body_timeout
+        detector,
+        workers,
+        int(max_upload_mb * 1024 * 1024),
+        max_pixels,
+        max_files,
+        max_queue,
+        body_timeout,
+        body_deadline,
+        None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024),
     )
     static = Path(static_dir or os.environ.get(WEB_DIR_ENV) or WEB_STATIC)
 
@@ -453,14 +563,23 @@ def create_app(
         tier: Literal["clean", "web", "hard"] = "clean",
         threshold: float | None = Query(None, gt=0.0, lt=1.0),
     ) -> Response:
+        held = Reservation(svc.budget, request.client.host if request.client else "?")
         try:
-            files = await read_files(
-                request, limit=svc.max_upload_bytes, max_files=svc.max_files, timeout=svc.body_timeout
-            )
-        except ClientDisconnect:
-            return JSONResponse(error_body("disconnected", "client went away"), status_code=400)
-        score = functools.partial(svc.score, tta=tta, tier=tier, threshold=threshold)
-        results = await svc.run(score, files, provenance, heatmap)
+            try:
+                files = await read_files(
+                    request,
+                    limit=svc.max_upload_bytes,
+                    max_files=svc.max_files,
+                    timeout=svc.body_timeout,
+                    deadline=svc.body_deadline,
+                    reservation=held,
+                )
+            except ClientDisconnect:
+                return JSONResponse(error_body("disconnected", "client went away"), status_code=400)
+            score = functools.partial(svc.score, tta=tta, tier=tier, threshold=threshold)
+            results = await svc.run(score, files, provenance, heatmap)
+        finally:
+            held.release()  # the upload's bytes are no longer held once it is scored (or refused)
         body: dict[str, Any] = {"model_id": svc.det.model_id, "results": results}
         status = all_failed_status(results)
         if status is not None:
@@ -544,6 +663,8 @@ def run(
     workers: int = 2,
     max_upload_mb: float = 20.0,
     web_dir: str | os.PathLike | None = None,
+    max_inflight_mb: float | None = None,
+    body_deadline: float = 120.0,
 ) -> None:
     """Serve the app with uvicorn until SIGINT/SIGTERM (in-flight requests finish, up to 30 s)."""
     import uvicorn
@@ -560,7 +681,14 @@ def run(
         )
         raise SystemExit(2)
     try:
-        app = create_app(model, workers=workers, max_upload_mb=max_upload_mb, static_dir=web_dir)
+        app = create_app(
+            model,
+            workers=workers,
+            max_upload_mb=max_upload_mb,
+            static_dir=web_dir,
+            max_inflight_mb=max_inflight_mb,
+            body_deadline=body_deadline,
+        )
     except ModelLoadError as e:
         print(f"aivsreal: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
