@@ -33,6 +33,9 @@ if ! ldconfig -p 2>/dev/null | grep -q libturbojpeg.so.0 && [ "$(id -u)" = "0" ]
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0 >/dev/null || true
 fi
 
-if [ -f web/package.json ]; then
-  (cd web && { [ -f package-lock.json ] && npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; } && npm run --silent build)
+# The page is committed (src/aivsreal/web_static); this rebuild (identical when fresh) also makes the extension
+# and web/node_modules for the Node tests. Without Node or the npm registry those tests skip; the rest run.
+if [ -f web/package.json ] && command -v npm >/dev/null 2>&1; then
+  (cd web && { [ -f package-lock.json ] && npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; } && npm run --silent build) \
+    || echo "warning: the npm build failed: extension and Node tests will skip" >&2
 fi
