@@ -87,7 +87,9 @@ def test_postscript_never_reaches_ghostscript_over_http(tiny_onnx, eps_spy):
     assert r.status_code == 415, r.text
     for row in r.json()["results"]:
         assert row["error"]["kind"] == "not_an_image"
-        assert "provenance" in row  # inspected too, and still never handed to the EPS plugin
+        # inspected too (evidence items, as predict --provenance: here the parse error), and still never
+        # handed to the EPS plugin
+        assert any(it["strength"] == "error" and "not_an_image" in it["found"] for it in row["provenance"])
     assert eps_spy == []
 
 
