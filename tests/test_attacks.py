@@ -565,3 +565,113 @@ def test_server_under_attack_still_answers_a_normal_request(tiny_onnx, tmp_path,
         assert httpx.post(f"{base}/v1/predict", files=again, timeout=30).status_code == 200
     finally:
         stop_server(proc)
+
+
+# ---- 7. a malformed card is refused once, naming the field; never NaN, never the network -------------
+CARD_MUTATIONS = [
+    ("threshold", "abc", "'threshold'"),
+    ("threshold", [0.5], "'threshold'"),
+    ("temperature", None, "'temperature'"),
+    ("labels", 5, "'labels'"),
+    ("labels", ["only"], "'labels'"),
+    ("preprocess", "x", "'preprocess'"),
+    ("preprocess.size", "big", "'preprocess.size'"),
+    ("preprocess.std", [0, 0, 0], "'preprocess.std'"),
+    ("preprocess.mean", [0.5, "x", 0.5], "'preprocess.mean'"),
+    ("backbone", "hf-hub:timm/mobilenetv3_small_100.lamb_in1k", "'backbone'"),
+    ("uncertain_band", -1, "'uncertain_band'"),
+    ("weights_sha256", 12, "'weights_sha256'"),
+]
+
+
+def _mutated(card: dict, dotted: str, value) -> dict:
+    import copy
+
+    out = copy.deepcopy(card)
+    obj, _, key = (out["preprocess"], None, dotted.split(".", 1)[1]) if "." in dotted else (out, None, dotted)
+    obj[key] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "field,value,named", CARD_MUTATIONS, ids=[f"{f}={v!r}" for f, v, _ in CARD_MUTATIONS]
+)
+def test_malformed_card_field_is_named(tiny_run, tmp_path, field, value, named):
+    from aivsreal.card import CardError, ModelCard
+
+    card = json.loads((tiny_run / "model.card.json").read_text())
+    p = tmp_path / "model.card.json"
+    p.write_text(json.dumps(_mutated(card, field, value)))
+    with pytest.raises(CardError, match=named):
+        ModelCard.read(p)
+
+
+def test_undecodable_or_absurd_cards_are_card_errors(tmp_path):
+    from aivsreal.card import CardError, ModelCard
+
+    cases = {
+        "latin1.json": '{"backbone": "caf\u00e9"}'.encode("latin-1"),
+        "deep.json": b'{"backbone": "x", "extra": {"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}",
+        "list.json": b"[1, 2]",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CardError) as ei:
+            ModelCard.read(tmp_path / name)
+        assert name in str(ei.value)
+
+
+@pytest.fixture()
+def checkpoint_copy(tiny_run, tmp_path):
+    import shutil
+
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    for n in ("model.safetensors", "model.card.json"):
+        shutil.copy2(tiny_run / n, d / n)
+    return d
+
+
+@pytest.mark.parametrize(
+    "field,value", [("preprocess.std", [0, 0, 0]), ("threshold", "abc"), ("backbone", "hf-hub:x/y")]
+)
+def test_cli_refuses_a_malformed_card_with_exit_2(checkpoint_copy, tmp_path, monkeypatch, field, value):
+    """std 0 used to print "score": NaN with exit 0; hf-hub made timm try the network."""
+    import socket
+
+    from helpers import make_image
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    tried: list = []
+    monkeypatch.setattr(
+        socket.socket,
+        "connect",
+        lambda self, addr: tried.append(addr) or (_ for _ in ()).throw(OSError("offline")),
+    )
+    card_p = checkpoint_copy / "model.card.json"
+    card_p.write_text(json.dumps(_mutated(json.loads(card_p.read_text()), field, value)))
+    img = tmp_path / "a.png"
+    make_image("real", 48).save(img)
+    res = CliRunner().invoke(
+        app, ["predict", str(img), "--json", "--model", str(checkpoint_copy / "model.safetensors")]
+    )
+    assert res.exit_code == 2, res.output
+    assert f"'{field}'" in res.output and "NaN" not in res.output and "Traceback" not in res.output
+    assert tried == [], f"tried the network: {tried}"
+
+
+def test_non_finite_model_output_is_an_error_not_nan(tiny_onnx, tmp_path):
+    import numpy as np
+    from helpers import make_image
+
+    from aivsreal.runtime import Detector
+
+    det = Detector.load(tiny_onnx, threads=1)
+    det.backend.logits = lambda batch: np.full(len(batch), np.nan)
+    img = tmp_path / "a.png"
+    make_image("real", 48).save(img)
+    p = det.predict(img)
+    assert p.error["kind"] == "bad_model_output"
+    json.dumps(p.to_dict(), allow_nan=False)

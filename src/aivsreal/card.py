@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,31 +101,35 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        if not isinstance(d, dict) or "backbone" not in d:
-            raise CardError("not a model card (no 'backbone' key)")
+        """A card from its JSON object, validated once against :data:`CARD_SCHEMA` (CardError names the field)."""
+        validate_card(d)
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         kw["preprocess"] = Preprocess.from_dict(d.get("preprocess", {}))
         kw["labels"] = tuple(d.get("labels", LABELS))
-        card = cls(**kw)
-        if not 0.0 < float(card.threshold) < 1.0:
-            raise CardError(f"threshold {card.threshold} must lie in (0, 1)")
-        if float(card.temperature) <= 0:
-            raise CardError(f"temperature {card.temperature} must be positive")
-        return card
+        return cls(**kw)
 
     @classmethod
-    def from_json(cls, text: str) -> ModelCard:
+    def from_json(cls, text: str | bytes) -> ModelCard:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CardError(f"card is not UTF-8 text: {e}") from None
+        if len(text) > MAX_CARD_CHARS:
+            raise CardError(f"card of {len(text)} characters is over the {MAX_CARD_CHARS} limit")
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:
             raise CardError(f"card is not valid JSON: {e}") from None
+        except RecursionError:
+            raise CardError("card is nested too deeply to be a model card") from None
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> ModelCard:
         p = Path(path)
         try:
-            return cls.from_json(p.read_text(encoding="utf-8"))
+            return cls.from_json(p.read_bytes())
         except OSError as e:
             raise CardError(f"cannot read card {p}: {e.strerror or e}") from None
         except CardError as e:
@@ -143,6 +148,121 @@ class ModelCard:
             raise CardError(
                 f"{weights_path}: sha256 {got[:12]}… does not match the card's {self.weights_sha256[:12]}…"
             )
+
+
+# ---- the schema: every field a runtime reads, checked once when a card is loaded -------------------------
+MAX_CARD_CHARS = 16 * 1024 * 1024
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _num(lo: float | None, hi: float | None, lo_open: bool = True, hi_open: bool = True):
+    lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
+    hi_s = "" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+    what = f"a finite number in {lo_s or '(-inf'}, {hi_s or 'inf)'}"
+
+    def check(v: Any) -> str | None:
+        ok = _is_num(v)
+        ok = ok and (lo is None or (v > lo if lo_open else v >= lo))
+        ok = ok and (hi is None or (v < hi if hi_open else v <= hi))
+        return None if ok else what
+
+    return check
+
+
+def _int(lo: int, hi: int):
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"an integer in [{lo}, {hi}]"
+
+    return check
+
+
+def _str(choices: Any = None, nonempty: bool = False):
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or (nonempty and not v):
+            return "a non-empty string" if nonempty else "a string"
+        if choices is not None and v not in choices:
+            return f"one of {', '.join(map(repr, choices))}"
+        return None
+
+    return check
+
+
+def _triple(positive: bool):
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_num(x) for x in v)
+        ok = ok and (not positive or all(x > 0 for x in v))
+        return None if ok else f"a list of 3 finite numbers{' > 0' if positive else ''}"
+
+    return check
+
+
+def _labels(v: Any) -> str | None:
+    ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, str) and x for x in v)
+    return None if ok and v[0] != v[1] else "a list of 2 different non-empty strings [negative, positive]"
+
+
+def _backbone(v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return "a non-empty string"
+    if ":" in v or "/" in v or "\\" in v:  # hf-hub:…, timm/…, URLs: timm would go to the network
+        return "a local timm architecture name (no hub, path or URL: loading never uses the network)"
+    return None
+
+
+def _sha256(v: Any) -> str | None:
+    ok = isinstance(v, str) and (v == "" or (len(v) == 64 and all(c in "0123456789abcdef" for c in v)))
+    return None if ok else "a lowercase hex sha256 (64 characters) or empty"
+
+
+def _mapping(v: Any) -> str | None:
+    return None if isinstance(v, dict) else "an object"
+
+
+PREPROCESS_SCHEMA: dict[str, Any] = {
+    "size": _int(16, 4096),
+    "policy": _str(tuple(POLICIES)),
+    "mean": _triple(False),
+    "std": _triple(True),  # a zero std divides by zero: every score would be NaN
+    "interpolation": _str(INTERPOLATIONS),
+    "crop_pct": _num(0.0, 1.0, hi_open=False),
+}
+CARD_SCHEMA: dict[str, Any] = {
+    "backbone": _backbone,
+    "preprocess": _mapping,
+    "head": _str(nonempty=True),
+    "labels": _labels,
+    "threshold": _num(0.0, 1.0),
+    "uncertain_band": _num(0.0, 0.5, lo_open=False),
+    "temperature": _num(0.0, None),
+    "model_id": _str(),
+    "weights_file": _str(),
+    "weights_sha256": _sha256,
+    "training": _mapping,
+    "metrics": _mapping,
+    "extra": _mapping,
+    "card_version": _int(1, CARD_VERSION),
+}
+
+
+def validate_card(d: Any) -> None:
+    """Check a card's JSON object against :data:`CARD_SCHEMA`; CardError names the first bad field."""
+    if not isinstance(d, dict) or "backbone" not in d:
+        raise CardError("not a model card (no 'backbone' key)")
+    for where, schema, obj in (
+        ("", CARD_SCHEMA, d),
+        ("preprocess.", PREPROCESS_SCHEMA, d.get("preprocess", {})),
+    ):
+        for key, check in schema.items():
+            if key in obj:
+                want = check(obj[key])
+                if want is not None:
+                    got = json.dumps(obj[key], default=str)
+                    got = got if len(got) <= 60 else got[:57] + "..."
+                    raise CardError(f"card field '{where}{key}' must be {want}, got {got}")
 
 
 def card_path_for(weights_path: str | os.PathLike) -> Path:

@@ -78,6 +78,12 @@ def resolve_weights(name: str, pretrained: str | os.PathLike | None) -> Path | N
     )
 
 
+def local_architecture(name: str) -> bool:
+    """Whether ``name`` is a plain timm architecture name (``mobilenetv3_small_100``, ``vit_b.tag``), never
+    one that makes timm go to the network (``hf-hub:…``, ``timm/…``, URLs)."""
+    return isinstance(name, str) and bool(name) and ":" not in name and "/" not in name and "\\" not in name
+
+
 def create(
     name: str,
     *,
@@ -86,6 +92,8 @@ def create(
     dropout: float = 0.2,
 ) -> DetectorNet:
     """A timm backbone (``num_classes=0``, average pool) with a one-logit head and local weights."""
+    if not local_architecture(name):  # timm fetches "hf-hub:org/name" configs from the network
+        raise ValueError(f"backbone {name!r} is not a local timm architecture name (no hub or URL names)")
     try:
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
     except RuntimeError as e:

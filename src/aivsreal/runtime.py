@@ -17,6 +17,7 @@ to the card.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections import deque
@@ -322,6 +323,9 @@ class Detector:
         thr = c.threshold if threshold is None else float(threshold)
         z = decision.aggregate(view_logits)
         score = float(decision.calibrate(z, c.temperature))
+        if not math.isfinite(score):  # never NaN in JSON: a model that outputs NaN/inf is this file's error
+            err = {"kind": "bad_model_output", "message": f"the model returned a non-finite logit ({z})"}
+            return Prediction(source=source, error=err, model_id=self.model_id)
         label, uncertain = decision.decide(score, thr, c.uncertain_band, c.labels)
         return Prediction(
             source=source,
