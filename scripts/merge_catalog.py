@@ -169,7 +169,9 @@ def main() -> int:
                 continue
             names.add(s.name)
             keep.append(s.model_dump(mode="json", exclude_defaults=False))
-    for s in keep:  # tidy: drop empty optional fields
+    for s in keep:  # tidy: kind first in each origin, no empty optional fields
+        o = s["origin"]
+        s["origin"] = {"kind": o["kind"], **{k: v for k, v in o.items() if k != "kind" and v not in ([], None)}}
         if s.get("released") is None:
             s.pop("released", None)
         if s["label"] == "ai":

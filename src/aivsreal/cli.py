@@ -140,6 +140,9 @@ def data_build(
     fake_seconds: Optional[float] = typer.Option(
         None, help="Stop making fakes after this long (report: partial)."
     ),
+    fakes_until: Optional[str] = typer.Option(
+        None, help="Stop making fakes at this UTC time (HH:MM, today)."
+    ),
     weights_dir: Optional[str] = typer.Option(None, help="Folder with taef2_{encoder,decoder}.safetensors."),
     source: Optional[list[str]] = typer.Option(None, help="Build only this source (repeatable)."),
     no_shortcut: bool = typer.Option(False, "--no-shortcut-check", help="Skip the data-summary pass."),
@@ -164,6 +167,16 @@ def data_build(
         )
         if reserved is None:
             fail("no reserved lists found: pass --reserved DIR (or --no-reserved for a throw-away build)")
+    deadline = None
+    if fakes_until:
+        import datetime as dt
+
+        try:
+            hh, mm = (int(x) for x in fakes_until.split(":"))
+            now = dt.datetime.now(dt.timezone.utc)
+            deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+        except ValueError:
+            fail(f"--fakes-until {fakes_until!r}: expected HH:MM (UTC)")
     opts = BuildOptions(
         mirrors=mirrors,
         out=out,
@@ -173,6 +186,7 @@ def data_build(
         aligned_per_original=aligned_per_original,
         synthetic_per_original=synthetic_per_original,
         fake_seconds=fake_seconds,
+        fake_deadline=deadline,
         weights_dir=weights_dir,
         progress=not quiet,
         sources=source or None,

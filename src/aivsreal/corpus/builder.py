@@ -75,6 +75,7 @@ class BuildOptions:
     aligned_per_original: int | None = None  # override the catalog's build settings
     synthetic_per_original: int | None = None
     fake_seconds: float | None = None  # stop making fakes after this long (the report says partial)
+    fake_deadline: float | None = None  # or at this wall-clock time (epoch seconds)
     weights_dir: str | None = None  # folder with taef2_{encoder,decoder}.safetensors
     progress: bool = True
     sources: list[str] | None = None  # build only these sources (debugging)
@@ -550,12 +551,11 @@ class Builder:
         t0 = time.monotonic()
         bar = self._bar(len(todo), "fakes")
         for n, (fam, r, i, rel) in enumerate(todo):
-            if self.opts.fake_seconds is not None and time.monotonic() - t0 > self.opts.fake_seconds:
+            over = self.opts.fake_seconds is not None and time.monotonic() - t0 > self.opts.fake_seconds
+            if over or (self.opts.fake_deadline is not None and time.time() > self.opts.fake_deadline):
                 for f2, _, _, _ in todo[n:]:
                     pending[f2] += 1
-                self.note(
-                    f"fake budget of {self.opts.fake_seconds:.0f} s spent: {len(todo) - n} fakes not made"
-                )
+                self.note(f"fake time budget spent: {len(todo) - n} fakes not made")
                 break
             try:
                 b = maker.make(fam, self.out / r["patch_files"][i], f"{r['sha256']}:{r['boxes'][i]}")

@@ -330,6 +330,7 @@ def build_report(
             if b.opts.synthetic_per_original is None
             else b.opts.synthetic_per_original,
             "fake_seconds": b.opts.fake_seconds,
+            "fake_deadline_set": b.opts.fake_deadline is not None,
         },
         "catalog_sha256": hashlib.sha256(Path(b.cat.path).read_bytes()).hexdigest()
         if b.cat.path and Path(b.cat.path).is_file()
