@@ -519,15 +519,15 @@ class Builder:
 
     def fakes_all(self, kept: list[dict[str, Any]]) -> dict[str, int]:
         """Make the planned fakes; returns how many planned fakes were not made (time budget)."""
-        # Order: one aligned twin per original first, then the synthetic families, then further aligned
-        # twins; inside each rank a seeded shuffle, so a time budget leaves no source without fakes.
+        # Order: each original's first aligned twin and its synthetic fakes, in one seeded shuffle, then
+        # further aligned twins; so a time budget cuts every family and source alike.
         ranked = []
         for r in kept:
             if not r.get("patch_files"):
                 continue
             for fam in ["aligned", *self.s.synthetic_families]:
                 for n, i in enumerate(r["fakes"].get(fam, [])):
-                    rank = 0 if fam == "aligned" and n == 0 else 2 if fam == "aligned" else 1
+                    rank = 1 if fam == "aligned" and n > 0 else 0
                     ranked.append((rank, _unit(self.s.seed, f"{fam}:{r['key']}:{i}"), fam, r, i))
         ranked.sort(key=lambda t: t[:2])
         jobs = [(fam, r, i) for _, _, fam, r, i in ranked]
