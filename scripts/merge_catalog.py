@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -102,6 +103,8 @@ def dev_sources(dev: Path, rel: str) -> list[dict]:
             "manifest": "manifest.csv",
             "include": [f"*/{label}/{name}/*"],
         }
+        repo = re.search(r"github:([^@`]+)@", m.get("origin", ""))
+        src["origin_repo"] = repo.group(1) if repo else None
         src["files"] = counts[name]
         src["evidence"] = (
             f"dev set source {name}: {m.get('what', '')[:160]}; from {m.get('origin', '')[:200]}"
@@ -137,6 +140,9 @@ def main() -> int:
         "--dev-rel", default="../../shared/data/dev", help="dev path as written (from the catalog's folder)"
     )
     ap.add_argument("--reserved", default="/work/shared/data/reserved_repos_sha256.txt")
+    ap.add_argument("--external", default=None, help="YAML of repositories whose sources get role: external")
+    ap.add_argument("--max-patches", type=int, default=8, help="patches per original (build setting)")
+    ap.add_argument("--aligned-per-original", type=int, default=1, help="TAEF2 twins per real original")
     a = ap.parse_intermixed_args()
     reserved = set()
     if Path(a.reserved).is_file():
@@ -157,7 +163,15 @@ def main() -> int:
             dropped.append(f"{f}: no 'sources' list")
             continue
         entries.append((f, doc["sources"]))
+    external: set[str] = set()
+    if a.external and Path(a.external).is_file():
+        ext = yaml.safe_load(Path(a.external).read_text(encoding="utf-8")) or {}
+        external = {str(r).lower() for k in ("ai", "real") for r in ext.get(k) or []}
+    dev_repo = {}
     for where, raw in entries:
+        for e in raw:
+            if isinstance(e, dict) and "origin_repo" in e:
+                dev_repo[e["name"]] = e.pop("origin_repo")
         good, bad = validate_entries(raw, where)
         dropped += bad
         for s in good:
@@ -168,15 +182,23 @@ def main() -> int:
                 dropped.append(f"{where}: {s.name}: {why}")
                 continue
             names.add(s.name)
-            keep.append(s.model_dump(mode="json", exclude_defaults=False))
+            d = s.model_dump(mode="json", exclude_defaults=False)
+            repo = s.origin.repo if s.origin.kind == "github" else dev_repo.get(s.name)
+            if repo and repo.lower() in external:
+                d["role"] = "external"
+            keep.append(d)
     for s in keep:  # tidy: kind first in each origin, no empty optional fields
         o = s["origin"]
-        s["origin"] = {"kind": o["kind"], **{k: v for k, v in o.items() if k != "kind" and v not in ([], None)}}
+        s["origin"] = {
+            "kind": o["kind"],
+            **{k: v for k, v in o.items() if k != "kind" and v not in ([], None)},
+        }
         if s.get("released") is None:
             s.pop("released", None)
         if s["label"] == "ai":
             s.pop("camera", None)
-    doc = {"version": 1, "sources": sorted(keep, key=lambda s: s["name"])}
+    build = {"max_patches": a.max_patches, "aligned_per_original": a.aligned_per_original}
+    doc = {"version": 1, "build": build, "sources": sorted(keep, key=lambda s: s["name"])}
     parse_catalog(doc, a.out)  # the whole catalog must validate
     header = "# Corpus catalog (issue #13): one entry per source; built by `aivsreal data build`.\n"
     header += "# Merged by scripts/merge_catalog.py from the curators' fragments and the dev set.\n"

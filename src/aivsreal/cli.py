@@ -146,6 +146,9 @@ def data_build(
     weights_dir: Optional[str] = typer.Option(None, help="Folder with taef2_{encoder,decoder}.safetensors."),
     source: Optional[list[str]] = typer.Option(None, help="Build only this source (repeatable)."),
     no_shortcut: bool = typer.Option(False, "--no-shortcut-check", help="Skip the data-summary pass."),
+    fakes_only: bool = typer.Option(
+        False, "--fakes-only", help="Only make fakes of patches already cut (beside a running build)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Build a patch corpus from a catalog (resumable, idempotent); writes manifest.csv and report.json."""
@@ -191,6 +194,10 @@ def data_build(
         progress=not quiet,
         sources=source or None,
     )
+    if fakes_only:
+        pending = Builder(cat, opts).run_fakes_only()
+        typer.echo(json.dumps({"fakes_not_made": pending}))
+        return
     try:
         report = Builder(cat, opts).run(shortcut_check=not no_shortcut)
     except (OSError, ValueError) as e:

@@ -448,8 +448,12 @@ class Builder:
         x, y, w, h = r["boxes"][i]
         return f"patches/{src.label}/{src.name}/{r['key']}_{x}_{y}_{w}x{h}.{ext}"
 
-    def cut_all(self, kept: list[dict[str, Any]]) -> None:
-        """Cut every kept original's planned boxes (checkpointed per original)."""
+    def cut_all(self, kept: list[dict[str, Any]], cut_missing: bool = True) -> None:
+        """Cut every kept original's planned boxes (checkpointed per original).
+
+        With ``cut_missing=False`` only originals already cut are taken (a helper process that makes
+        fakes beside a running build); the others get no patches in this process.
+        """
         bar = self._bar(len(kept), "cut")
         by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in kept:
@@ -459,6 +463,20 @@ class Builder:
             reader = None
             try:
                 for r in by_source[name]:
+                    if src.role == "external":  # an external check set keeps whole originals, as fetched
+                        r["boxes"] = [[0, 0, r["width"], r["height"]]]
+                        rel = f"external/{name}/{r['key']}{Path(r['path']).suffix.lower()}"
+                        if not (self.out / rel).is_file():
+                            if reader is None:
+                                reader = self._reader(src)
+                                reader.paths()
+                            data = reader.read(r["path"])
+                            if hashlib.sha256(data).hexdigest() != r["sha256"]:
+                                raise OriginError(f"{r['locator']}: the bytes changed since the scan")
+                            fsio.write_bytes(self.out / rel, data)
+                        r["patch_files"], r["patch_sha256"] = [rel], [r["sha256"]]
+                        bar.update(1)
+                        continue
                     r["patch_files"] = [self.patch_path(r, i) for i in range(len(r["boxes"]))]
                     plan_id = hashlib.sha256(
                         repr((r["sha256"], r["boxes"], r["patch_files"])).encode()
@@ -471,6 +489,10 @@ class Builder:
                         and all((self.out / f).is_file() for f in r["patch_files"])
                     ):
                         r["patch_sha256"] = m["shas"]
+                        bar.update(1)
+                        continue
+                    if not cut_missing:
+                        r["patch_files"], r["patch_sha256"] = [], []
                         bar.update(1)
                         continue
                     if reader is None:
@@ -575,7 +597,7 @@ class Builder:
         rows, external = [], []
         for r in kept:
             src = self.by_name[r["source"]]
-            common = [r["group"], r["split"]]
+            common = [r["group"], "test" if r["split"] == "external" else r["split"]]
             orig = [r["sha256"], r["format"], f"{r['width']}x{r['height']}"]
             for i, f in enumerate(r.get("patch_files", [])):
                 x, y, w, h = r["boxes"][i]
@@ -613,16 +635,20 @@ class Builder:
     def prune(self, keep: set[str]) -> int:
         """Remove patch files no longer in the plan (a changed catalog), so the folder matches the manifest."""
         gone = 0
-        root = self.out / "patches"
-        if not root.is_dir():
-            return 0
-        for dirpath, _, files in os.walk(root):
+        for dirpath, _, files in [w for d in ("patches", "external") for w in os.walk(self.out / d)]:
             for f in files:
                 rel = (Path(dirpath) / f).relative_to(self.out).as_posix()
                 if rel not in keep:
                     os.unlink(Path(dirpath) / f)
                     gone += 1
         return gone
+
+    def run_fakes_only(self) -> dict[str, int]:
+        """Make the planned fakes of the originals already cut; writes no manifest or report."""
+        self.scan()
+        kept = self.plan()
+        self.cut_all(kept, cut_missing=False)
+        return self.fakes_all([r for r in kept if r["status"] == "ok"])
 
     def run(self, shortcut_check: bool = True) -> dict[str, Any]:
         """All stages; writes manifest.csv, external.csv, originals.csv and report.json into OUT."""
