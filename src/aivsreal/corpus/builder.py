@@ -539,7 +539,7 @@ class Builder:
         x, y, w, h = r["boxes"][i]
         return f"patches/ai/{FAKE_SOURCES[fam]}/{r['key']}_{x}_{y}_{w}x{h}.png"
 
-    def fakes_all(self, kept: list[dict[str, Any]]) -> dict[str, int]:
+    def fakes_all(self, kept: list[dict[str, Any]], reverse: bool = False) -> dict[str, int]:
         """Make the planned fakes; returns how many planned fakes were not made (time budget)."""
         # Order: each original's first aligned twin and its synthetic fakes, in one seeded shuffle, then
         # further aligned twins; so a time budget cuts every family and source alike.
@@ -567,6 +567,8 @@ class Builder:
                 todo.append((fam, r, i, rel))
         if not todo:
             return {}
+        if reverse:  # a helper process works from the other end, so the two never make the same fake
+            todo.reverse()
         from . import fakes as fk
 
         maker = fk.FakeMaker(self.opts.weights_dir, seed=self.s.seed, threads=self.s.torch_threads)
@@ -579,6 +581,10 @@ class Builder:
                     pending[f2] += 1
                 self.note(f"fake time budget spent: {len(todo) - n} fakes not made")
                 break
+            if (self.out / rel).is_file():  # made meanwhile by a helper process
+                r["fake_files"].setdefault(fam, []).append((i, rel))
+                bar.update(1)
+                continue
             try:
                 b = maker.make(fam, self.out / r["patch_files"][i], f"{r['sha256']}:{r['boxes'][i]}")
             except Exception as e:  # one bad patch must not stop the build
@@ -587,9 +593,18 @@ class Builder:
                 bar.update(1)
                 continue
             fsio.write_bytes(self.out / rel, b)
-            r["fake_files"].setdefault(fam, []).append((i, rel))
             bar.update(1)
         bar.close()
+        # what exists now counts (a helper process may have made some of the rest)
+        pending = defaultdict(int)
+        for r in kept:
+            r["fake_files"] = {}
+        for fam, r, i in jobs:
+            rel = self.fake_path(fam, r, i)
+            if (self.out / rel).is_file():
+                r["fake_files"].setdefault(fam, []).append((i, rel))
+            else:
+                pending[fam] += 1
         return dict(pending)
 
     # ---- outputs --------------------------------------------------------------------------------
@@ -648,7 +663,7 @@ class Builder:
         self.scan()
         kept = self.plan()
         self.cut_all(kept, cut_missing=False)
-        return self.fakes_all([r for r in kept if r["status"] == "ok"])
+        return self.fakes_all([r for r in kept if r["status"] == "ok"], reverse=True)
 
     def run(self, shortcut_check: bool = True) -> dict[str, Any]:
         """All stages; writes manifest.csv, external.csv, originals.csv and report.json into OUT."""
