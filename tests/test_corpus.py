@@ -119,6 +119,7 @@ def fixture_catalog(tmp_path_factory) -> dict:
     make_image("real", 200, 11, w=264).save(files / "cam/h.heic", "HEIF", exif=ex.tobytes())
     orig["cam/h.heic"] = (files / "cam/h.heic").read_bytes()
     orig["web/d.png"] = _png(make_image("real", 200, 4), files / "web/d.png")
+    orig["ext/x.png"] = _png(make_image("real", 200, 12, w=240), files / "ext/x.png")
     orig["ai/e.png"] = _png(make_image("ai", 520, 5, w=600), files / "ai/e.png")
     orig["ai/f.png"] = _png(make_image("ai", 256, 6), files / "ai/f.png")
     orig["ai/tiny.png"] = _png(make_image("ai", 40, 7), files / "ai/tiny.png")
@@ -149,6 +150,7 @@ def fixture_catalog(tmp_path_factory) -> dict:
     sources = [
         local("cam_canon", "real", "cam/*", camera=True, generator="Canon EOS 5D"),
         local("web_misc", "real", "web/*.png", family="web"),
+        local("ext_check", "real", "ext/*", family="web", role="external"),
         local("gen_a", "ai", "ai/*", released=2025),
         local("gen_b", "ai", "ai2/*", family="gan", generator="SomeGAN"),
         {"name": "git_gallery", "label": "ai", "generator": "Gallery model", "family": "dit_flow", "licence": "MIT",
@@ -364,3 +366,12 @@ def test_rerun_identical_and_resume_after_kill(built, fixture_catalog, tmp_path)
     assert not (out / "report.json").exists()
     _build(fixture_catalog, out)
     assert _tree(out) == first  # resumed build = clean build, byte for byte
+
+
+def test_external_sources_keep_whole_originals(built, fixture_catalog):
+    ext = list(csv.DictReader(open(built["out"] / "external.csv", newline="")))
+    assert [r["source"] for r in ext] == ["ext_check"]
+    data = (built["out"] / ext[0]["path"]).read_bytes()
+    assert data == fixture_catalog["orig"]["ext/x.png"]  # the original as fetched, not a patch
+    assert not any(r["source"] == "ext_check" for r in built["rows"])
+    assert built["report"]["external_check_set"]["originals"] == 1
