@@ -34,6 +34,9 @@ data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Inspect labelled image collections."
 )
 app.add_typer(data_app, name="data")
+from .protocol.cli import app as protocol_app  # noqa: E402  (typer only; the work is imported lazily)
+
+app.add_typer(protocol_app, name="protocol")
 
 
 def _version(value: bool) -> None:

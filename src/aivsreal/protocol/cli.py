@@ -1,0 +1,85 @@
+"""``aivsreal protocol run|score``: thin Typer commands over :mod:`aivsreal.protocol.runner`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The fixed evaluation protocol of issue #14 (configs/protocol.yaml, docs/protocol.md).",
+)
+DEFAULT_SPEC = Path("configs/protocol.yaml")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"aivsreal: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _parts(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _go(fn_name: str, protocol: Path, **kw) -> None:
+    from .pool import ProtocolError
+    from .runner import Options, run_protocol, score_model
+    from .spec import load_spec
+
+    try:
+        spec = load_spec(protocol)
+        res = (run_protocol if fn_name == "run" else score_model)(spec, Options(**kw))
+    except (ProtocolError, ValueError, OSError) as e:
+        _fail(str(e))
+    out = Path(kw["out"])
+    typer.echo(json.dumps({"out": str(out), "json": str(out / "protocol.json"), "targets": res["targets"]}))
+
+
+@app.command("run")
+def run(
+    manifest: Path = typer.Option(
+        ..., help="Corpus manifest.csv (path,label,split,family[,group,box,kind])."
+    ),
+    out: Path = typer.Option(..., help="Folder for runs, fakes, protocol.json and protocol.md (resumable)."),
+    config: Path | None = typer.Option(None, help="Training config (the recipe under test)."),
+    parts: str = typer.Option("lofo,lorgo,test,pairs,external", help="Comma-separated parts to run."),
+    budget: str | None = typer.Option(None, help="A budget named in the protocol file."),
+    protocol: Path = typer.Option(DEFAULT_SPEC, help="The protocol file."),
+    model: str | None = typer.Option(None, help="Model for test/pairs/external (default: train 'full')."),
+    external: Path | None = typer.Option(
+        None, help="external.csv: whole external originals (default: beside the manifest)."
+    ),
+    looks: Path | None = typer.Option(None, help="Looks log (default: the protocol file's)."),
+    weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
+    reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
+    batch_size: int = typer.Option(32, min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train the held-out models (resumable) and score every part; writes OUT/protocol.json and .md."""
+    _go("run", protocol, manifest=manifest, out=out, config=config, parts=_parts(parts), budget=budget,
+        model=model, external=external, looks=looks, weights_dir=weights_dir, reason=reason,
+        batch_size=batch_size, progress=not quiet)  # fmt: skip
+
+
+@app.command("score")
+def score(
+    model: str = typer.Argument(..., help="ONNX model, checkpoint or run dir."),
+    manifest: Path = typer.Option(..., help="Corpus manifest.csv."),
+    out: Path = typer.Option(Path("runs/protocol-score"), help="Folder for protocol.json and protocol.md."),
+    parts: str = typer.Option("test,pairs,external", help="Comma-separated: test, pairs, external."),
+    protocol: Path = typer.Option(DEFAULT_SPEC, help="The protocol file."),
+    external: Path | None = typer.Option(
+        None, help="external.csv: whole external originals (default: beside the manifest)."
+    ),
+    looks: Path | None = typer.Option(None, help="Looks log (default: the protocol file's)."),
+    weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
+    reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
+    batch_size: int = typer.Option(32, min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Score one model on the parts that need no training (test split tiers, aligned pairs, external)."""
+    _go("score", protocol, manifest=manifest, out=out, parts=_parts(parts), model=model, external=external,
+        looks=looks, weights_dir=weights_dir, reason=reason, batch_size=batch_size, progress=not quiet)  # fmt: skip

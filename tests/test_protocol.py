@@ -1,0 +1,303 @@
+"""The evaluation protocol (issue #14) on a tiny synthetic corpus with a tiny training budget.
+
+Checks what could silently go wrong: a held-out family or real group reaching its training manifest,
+a resumed protocol retraining finished runs, pairs matched to the wrong twin, the external set scored as
+patches instead of whole files, a look at the external set that is not logged, and an external original
+leaking into training.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import ROOT, WEIGHTS, make_image, save
+
+from aivsreal.protocol import runner
+from aivsreal.protocol.pool import ProtocolError, build_test_pool, read_manifest
+from aivsreal.protocol.spec import load_spec
+
+HEADER = "path,label,source,group,split,generator,family,kind,orig_sha256,orig_format,orig_size,box".split(
+    ","
+)
+TAEF2 = WEIGHTS / "autoencoders"
+HAVE_TAEF2 = all((TAEF2 / f).is_file() for f in ("taef2_encoder.safetensors", "taef2_decoder.safetensors"))
+
+
+def _spec(tmp: Path, **over) -> Path:
+    d = yaml.safe_load((ROOT / "configs" / "protocol.yaml").read_text())
+    d["lofo"] = {"families": ["gan", "aligned", "synthetic", "dit_flow"], "min_families": 3}
+    d["lorgo"] = {"groups": ["web", "faces"], "min_groups": 1}
+    d["test_fakes"] = {"aligned": False, "synthetic": ["tconv"], "max_patches": 0, "seed": 0}
+    d["budgets"] = {"tiny": {"epochs_head": 0, "epochs": 1, "batch_size": 16, "workers": 0}}
+    d["default_budget"] = "tiny"
+    d["external"].update(min_ai=2, min_real=2, min_ai_sources=1, min_real_sources=1)
+    d["external"]["looks_log"] = str(tmp / "looks.jsonl")
+    d.update(over)
+    p = tmp / "protocol.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+def _train_config(tmp: Path) -> Path:
+    cfg = {"model": "tf_mobilenetv3_small_100", "pretrained": "none", "size": 32, "batch_size": 16,
+           "workers": 0, "seed": 0, "max_fpr": 0.1, "augment": {"forensic": False, "geometric": False}}  # fmt: skip
+    p = tmp / "train.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _row(path, label, source, group, split, family, kind="original", box="0,0,48,48", sha=""):
+    return [path, label, source, group, split, source, family, kind, sha or group, "PNG", "64x64", box]
+
+
+def make_corpus(root: Path) -> Path:
+    """Real groups camera/web, AI families gan/sd1, aligned twins (train/val and two test twins)."""
+    rows, k = [], 0
+    reals = {"camera": "cam_src", "web": "web_src"}
+    ais = {"gan": "gan_src", "sd1": "sd1_src"}
+    splits = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
+    for fam, src in reals.items():
+        for i, sp in enumerate(splits):
+            g = f"{src}:{i}"
+            p = save(make_image("real", 48, seed=k), root / f"patches/real/{src}/{i}.png")
+            rows.append(_row(p.relative_to(root).as_posix(), "real", src, g, sp, fam))
+            if sp in ("train", "val"):  # the corpus' aligned twins: same group and box
+                t = save(make_image("ai", 48, seed=5000 + k), root / f"patches/ai/aligned_taef2/{fam}{i}.png")
+                rows.append(
+                    _row(t.relative_to(root).as_posix(), "ai", "aligned_taef2", g, sp, "aligned", "aligned")
+                )
+            k += 1
+    # two real test patches of one original (same group, two boxes), each with its own test twin
+    for j, box in enumerate(("0,0,48,48", "48,0,48,48")):
+        p = save(make_image("real", 48, seed=900 + j), root / f"patches/real/cam_src/big_{j}.png")
+        rows.append(
+            _row(p.relative_to(root).as_posix(), "real", "cam_src", "cam_src:big", "test", "camera", box=box)
+        )
+        t = save(make_image("ai", 48, seed=950 + j), root / f"patches/ai/aligned_taef2/big_{j}.png")
+        rows.append(_row(t.relative_to(root).as_posix(), "ai", "aligned_taef2", "cam_src:big", "test",
+                         "aligned", "aligned", box=box))  # fmt: skip
+    for fam, src in ais.items():
+        for i, sp in enumerate(splits):
+            p = save(make_image("ai", 48, seed=k), root / f"patches/ai/{src}/{i}.png")
+            rows.append(_row(p.relative_to(root).as_posix(), "ai", src, f"{src}:{i}", sp, fam))
+            k += 1
+    m = root / "manifest.csv"
+    with open(m, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(rows)
+    return m
+
+
+def make_external(root: Path) -> Path:
+    """external.csv as the builder writes it: one row per whole original file (JPEG and PNG), one broken."""
+    rows = []
+    for i in range(3):
+        for kind, src in (("real", "ext_real"), ("ai", "ext_ai")):
+            ext = "jpg" if i % 2 else "png"
+            img = make_image(kind, 120, seed=7000 + i + (kind == "ai") * 50, w=160)
+            p = save(img, root / f"external/{src}/{i}.{ext}")
+            sha = hashlib.sha256(p.read_bytes()).hexdigest()
+            rows.append(_row(p.relative_to(root).as_posix(), kind, src, f"{src}:{i}", "test", "web",
+                             box="0,0,160,120", sha=sha))  # fmt: skip
+    bad = root / "external/ext_ai/broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    rows.append(_row(bad.relative_to(root).as_posix(), "ai", "ext_ai", "b", "test", "gan", sha="f" * 64))
+    p = root / "external.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(rows)
+    return p
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("proto_corpus")
+    return {"root": root, "manifest": make_corpus(root), "external": make_external(root)}
+
+
+def test_committed_protocol_is_complete():
+    spec = load_spec(ROOT / "configs" / "protocol.yaml")
+    assert len(spec.lofo.families) >= spec.lofo.min_families >= 7
+    assert {"aligned", "synthetic"} <= set(spec.lofo.families)
+    assert len(spec.lorgo.groups) >= spec.lorgo.min_groups >= 4
+    assert spec.tiers == ["clean", "web", "hard"] and spec.pairs.jpeg_quality == 90
+    assert spec.looks_log_path() == ROOT / "docs" / "protocol" / "looks.jsonl"
+    assert (ROOT / "docs" / "protocol.md").is_file() and (
+        ROOT / "docs" / "protocol" / "looks.jsonl"
+    ).is_file()
+    for line in (ROOT / "docs" / "protocol" / "looks.jsonl").read_text().splitlines():
+        entry = json.loads(line)  # every committed look is one JSON object with its date, model and figures
+        assert {"date", "model", "figures"} <= set(entry)
+
+
+def test_spec_refuses_recipe_changes_in_a_budget(tmp_path):
+    p = _spec(tmp_path, budgets={"cheat": {"epochs": 1, "model": "other"}}, default_budget="cheat")
+    with pytest.raises(ValueError, match="model not allowed"):
+        load_spec(p)
+
+
+def test_pairs_matched_by_group_and_box(corpus, tmp_path):
+    spec = load_spec(_spec(tmp_path))
+    items = read_manifest(corpus["manifest"])
+    pool = build_test_pool(items, spec, tmp_path / "fakes")
+    pairs = {(r.group, r.box): t for r, t in pool.pairs}
+    big = [(r, t) for r, t in pool.pairs if r.group == "cam_src:big"]
+    assert len(big) == 2
+    for r, t in big:  # each real patch with the twin of its own box, not its sibling's
+        j = 0 if r.box.startswith("0,") else 1
+        assert (t.group, t.box) == (r.group, r.box) and t.path.endswith(f"big_{j}.png")
+    assert len(pairs) == 2  # twins are not made (aligned: false): the other test reals have no pair
+    made = [it for it in pool.items if it.made]
+    n_real_test = sum(1 for it in items if it.split == "test" and it.label == 0)
+    assert len(made) == n_real_test and {it.family for it in made} == {"synthetic"}
+    assert all(Path(it.path).is_file() and it.split == "test" for it in made)
+
+
+@pytest.mark.skipif(not HAVE_TAEF2, reason="TAEF2 weights not in ../shared/weights/autoencoders")
+def test_missing_twins_are_made_with_taef2(corpus, tmp_path):
+    spec = load_spec(
+        _spec(tmp_path, test_fakes={"aligned": True, "synthetic": [], "max_patches": 2, "seed": 0})
+    )
+    items = read_manifest(corpus["manifest"])
+    pool = build_test_pool(items, spec, tmp_path / "fakes", weights_dir=str(TAEF2))
+    made = [t for _, t in pool.pairs if t.made]
+    assert len(pool.pairs) == 2 and pool.made.get("aligned", 0) == len(made)
+    for r, t in pool.pairs:
+        assert (t.group, t.box) == (r.group, r.box) and Path(t.path).is_file()
+
+
+@pytest.mark.slow
+def test_protocol_run_held_out_resume_external_and_looks(corpus, tmp_path, monkeypatch):
+    spec = load_spec(_spec(tmp_path))
+    out = tmp_path / "out"
+    cfg = _train_config(tmp_path)
+    opts = dict(manifest=corpus["manifest"], out=out, config=cfg, external=corpus["external"], progress=False)
+    res = runner.run_protocol(
+        spec, runner.Options(parts=["lofo", "lorgo", "test", "pairs", "external"], **opts)
+    )
+
+    lofo = res["parts"]["lofo"]
+    assert {k for k, v in lofo["families"].items() if v["status"] == "done"} == {
+        "gan",
+        "aligned",
+        "synthetic",
+    }
+    assert lofo["families"]["dit_flow"]["status"] == "absent from the manifest" and lofo["complete"]
+    for fam in ("gan", "aligned", "synthetic"):
+        rows = list(csv.DictReader(open(out / "runs" / f"lofo-{fam}" / "train.csv")))
+        assert rows and not any(r["family"] == fam for r in rows)  # held out from train and val
+        assert {r["split"] for r in rows} == {"train", "val"}  # test rows never train
+        v = lofo["families"][fam]
+        n_test_ai = sum(
+            1 for it in read_manifest(corpus["manifest"]) if it.split == "test" and it.family == fam
+        )
+        assert v["n_real"] == 2 * 3 + 2  # all real test patches
+        assert v["n_ai"] == (
+            n_test_ai if fam != "synthetic" else 8
+        )  # synthetic: made, one per real test patch
+        assert set(v["tiers"]) == {"clean", "web", "hard"}
+    web_rows = list(csv.DictReader(open(out / "runs" / "lorgo-web" / "train.csv")))
+    web_groups = {f"web_src:{i}" for i in range(12)}
+    assert not any(r["group"] in web_groups for r in web_rows)  # the group's reals and their twins
+    assert any(r["family"] == "camera" for r in web_rows)
+    lorgo = res["parts"]["lorgo"]
+    assert lorgo["groups"]["web"]["n_real"] == 3 and lorgo["groups"]["faces"]["status"].startswith("absent")
+    assert (
+        res["parts"]["pairs"]["n_pairs"] == 2 and "twin_jpeg90" in res["parts"]["pairs"]["summary"]["clean"]
+    )
+    jp = list((out / "fakes" / "jpeg90").glob("*.jpg"))
+    assert len(jp) == 2 and all(p.read_bytes()[:2] == b"\xff\xd8" for p in jp)
+
+    ext = res["parts"]["external"]
+    assert ext["n_files"] == 7 and ext["tiers"]["clean"]["n"] == 6  # whole files, one broken
+    assert ext["errors"] and ext["errors"][0]["path"].endswith("broken.png")
+    assert ext["per_source"]["ext_real"]["n"] == 3 and ext["size"]["meets_minimum"]
+    looks = (tmp_path / "looks.jsonl").read_text().splitlines()
+    assert len(looks) == 1
+    entry = json.loads(looks[0])
+    assert entry["model"] == res["model"]["id"] and entry["date"].startswith("20")
+    assert set(entry["figures"]) == {"clean", "web", "hard"} and entry["n"]["ai"] == 4
+    assert (out / "protocol.md").read_text().count("| gan |") == 3
+    assert {t["part"] for t in res["targets"]} >= {"lofo", "lorgo", "pairs", "external"}
+
+    # resume: a finished protocol re-run trains nothing; a run whose scoring was interrupted is only scored
+    calls = []
+    import aivsreal.train as tr
+
+    real_train = tr.train
+
+    def spy(cfg, resume=False, progress=True):
+        calls.append((cfg.out, resume))
+        return real_train(cfg, resume=resume, progress=progress)
+
+    monkeypatch.setattr(tr, "train", spy)
+    hist = (out / "runs" / "lofo-gan" / "train" / "history.csv").read_text()
+    (out / "runs" / "lofo-gan" / "result.json").unlink()
+    res2 = runner.run_protocol(spec, runner.Options(parts=["lofo", "lorgo"], **opts))
+    assert calls == [(str(out / "runs" / "lofo-gan" / "train"), True)]
+    assert (out / "runs" / "lofo-gan" / "train" / "history.csv").read_text() == hist  # no epoch redone
+    assert res2["parts"]["lofo"]["families"]["gan"] == lofo["families"]["gan"]
+
+    # protocol score on the finished candidate: external looked at again → a second, appended log line
+    model = out / "runs" / "full" / "train" / "model.safetensors"
+    res3 = runner.score_model(
+        spec, runner.Options(parts=["external"], model=str(model), **{**opts, "out": tmp_path / "s"})
+    )
+    looks2 = (tmp_path / "looks.jsonl").read_text().splitlines()
+    assert len(looks2) == 2 and looks2[0] == looks[0]
+    assert res3["parts"]["external"]["tiers"]["clean"] == ext["tiers"]["clean"]
+
+    # a changed budget in the same OUT is refused, not mixed
+    spec2 = load_spec(_spec(tmp_path, budgets={"tiny": {"epochs_head": 0, "epochs": 2}}))
+    with pytest.raises(ProtocolError, match="another protocol, config, budget"):
+        runner.run_protocol(spec2, runner.Options(parts=["lofo"], **opts))
+
+
+def test_external_original_in_training_is_refused(corpus, tmp_path):
+    ext_sha = next(r["orig_sha256"] for r in csv.DictReader(open(corpus["external"])))
+    leaky = tmp_path / "leaky.csv"
+    rows = list(csv.reader(open(corpus["manifest"])))
+    rows[1][8] = ext_sha  # a training row made from an external original
+    rows = [
+        [(str(corpus["root"] / c) if j == 0 and i else c) for j, c in enumerate(r)]
+        for i, r in enumerate(rows)
+    ]
+    with open(leaky, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    spec = load_spec(_spec(tmp_path))
+    opts = runner.Options(manifest=leaky, out=tmp_path / "o", parts=["lofo"], external=corpus["external"],
+                          config=_train_config(tmp_path), progress=False)  # fmt: skip
+    with pytest.raises(ProtocolError, match="external original"):
+        runner.run_protocol(spec, opts)
+
+
+def test_external_list_of_patches_is_refused(corpus, tmp_path):
+    from aivsreal.protocol.score import read_external
+
+    rows = list(csv.reader(open(corpus["external"])))
+    p = tmp_path / "external.csv"
+    with open(p, "w", newline="") as f:
+        csv.writer(f).writerows(rows + [rows[1]])  # two rows of one original: patches
+    with pytest.raises(ProtocolError, match="not whole"):
+        read_external(p)
+    assert len(read_external(corpus["external"])) == len(rows) - 1
+
+
+def test_cli_names_a_bad_protocol_file_and_exits_2(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lofo: {families: []}\n")
+    r = CliRunner().invoke(
+        app, ["protocol", "score", "m.onnx", "--manifest", str(corpus["manifest"]), "--protocol", str(bad)]
+    )
+    assert r.exit_code == 2 and "bad.yaml" in r.output
