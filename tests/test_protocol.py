@@ -301,3 +301,20 @@ def test_cli_names_a_bad_protocol_file_and_exits_2(corpus, tmp_path):
         app, ["protocol", "score", "m.onnx", "--manifest", str(corpus["manifest"]), "--protocol", str(bad)]
     )
     assert r.exit_code == 2 and "bad.yaml" in r.output
+
+
+def test_plan_counts_what_each_run_trains_and_scores(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    args = ["protocol", "plan", "--manifest", str(corpus["manifest"]), "--protocol", str(_spec(tmp_path))]
+    r = CliRunner().invoke(app, [*args, "--external", str(corpus["external"])])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    gan = plan["lofo"]["gan"]
+    assert (gan["train_val"], gan["held_out_train_val"], gan["test_ai"], gan["test_real"]) == (45, 9, 3, 8)
+    assert plan["lofo"]["synthetic"]["test_ai"] == 8 and plan["lofo"]["aligned"]["test_ai"] == 2
+    assert not plan["lofo"]["dit_flow"]["scored"] and plan["lofo_complete"]["complete"]
+    assert plan["lorgo"]["web"] == {"train_val": 36, "test_real": 3, "scored": True}  # reals and twins out
+    assert plan["external"]["originals"] == 7 and plan["external"]["leak"] is None

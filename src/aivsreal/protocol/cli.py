@@ -26,14 +26,18 @@ def _parts(text: str) -> list[str]:
 
 def _go(fn_name: str, protocol: Path, **kw) -> None:
     from .pool import ProtocolError
-    from .runner import Options, run_protocol, score_model
+    from .runner import Options, plan_protocol, run_protocol, score_model
     from .spec import load_spec
 
+    fn = {"run": run_protocol, "score": score_model, "plan": plan_protocol}[fn_name]
     try:
         spec = load_spec(protocol)
-        res = (run_protocol if fn_name == "run" else score_model)(spec, Options(**kw))
+        res = fn(spec, Options(**kw))
     except (ProtocolError, ValueError, OSError) as e:
         _fail(str(e))
+    if fn_name == "plan":
+        typer.echo(json.dumps(res, indent=2))
+        return
     out = Path(kw["out"])
     typer.echo(json.dumps({"out": str(out), "json": str(out / "protocol.json"), "targets": res["targets"]}))
 
@@ -54,13 +58,14 @@ def run(
     ),
     looks: Path | None = typer.Option(None, help="Looks log (default: the protocol file's)."),
     weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
+    fakes: Path | None = typer.Option(None, help="Cache of the protocol's test fakes (default: OUT/fakes)."),
     reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
     batch_size: int = typer.Option(32, min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train the held-out models (resumable) and score every part; writes OUT/protocol.json and .md."""
     _go("run", protocol, manifest=manifest, out=out, config=config, parts=_parts(parts), budget=budget,
-        model=model, external=external, looks=looks, weights_dir=weights_dir, reason=reason,
+        model=model, external=external, looks=looks, weights_dir=weights_dir, fakes_dir=fakes, reason=reason,
         batch_size=batch_size, progress=not quiet)  # fmt: skip
 
 
@@ -76,10 +81,21 @@ def score(
     ),
     looks: Path | None = typer.Option(None, help="Looks log (default: the protocol file's)."),
     weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
+    fakes: Path | None = typer.Option(None, help="Cache of the protocol's test fakes (default: OUT/fakes)."),
     reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
     batch_size: int = typer.Option(32, min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Score one model on the parts that need no training (test split tiers, aligned pairs, external)."""
     _go("score", protocol, manifest=manifest, out=out, parts=_parts(parts), model=model, external=external,
-        looks=looks, weights_dir=weights_dir, reason=reason, batch_size=batch_size, progress=not quiet)  # fmt: skip
+        looks=looks, weights_dir=weights_dir, fakes_dir=fakes, reason=reason, batch_size=batch_size, progress=not quiet)  # fmt: skip
+
+
+@app.command("plan")
+def plan(
+    manifest: Path = typer.Option(..., help="Corpus manifest.csv."),
+    protocol: Path = typer.Option(DEFAULT_SPEC, help="The protocol file."),
+    external: Path | None = typer.Option(None, help="external.csv (default: beside the manifest)."),
+) -> None:
+    """Print what a run would train and score (per held-out family and group), with the leak check."""
+    _go("plan", protocol, manifest=manifest, out=Path("."), parts=[], external=external, progress=False)

@@ -396,6 +396,40 @@ def _agg(rows: list[dict[str, Any]], key: str, fn: Any) -> float | None:
     return float(fn(vals)) if vals else None
 
 
+def plan_protocol(spec: ProtocolSpec, opts: Options) -> dict[str, Any]:
+    """What a run would train and score, from the manifest alone (no training, no fakes made)."""
+    from .pool import chosen_reals
+
+    p = Protocol(spec, opts)
+    items = p.items
+    test = [it for it in items if it.split == "test"]
+    chosen = chosen_reals(items, spec)
+    made_ai = {"aligned": len(chosen) if spec.test_fakes.aligned else 0}
+    made_ai["synthetic"] = len(chosen) if spec.test_fakes.synthetic else 0
+    n_real = sum(1 for it in test if it.label == REAL)
+    out: dict[str, Any] = {"protocol_sha256": spec.sha256, "lofo": {}, "lorgo": {}}
+    for fam in spec.lofo.families:
+        n_ai = sum(1 for it in test if it.label == AI and it.family == fam) or made_ai.get(fam, 0)
+        tr = training_items(items, "lofo", fam)
+        out["lofo"][fam] = {"train_val": len(tr), "held_out_train_val": len(items) - len(test) - len(tr)}
+        out["lofo"][fam] |= {"test_ai": n_ai, "test_real": n_real, "scored": n_ai > 0}
+    for g in spec.lorgo.groups:
+        n = sum(1 for it in test if it.label == REAL and it.family == g)
+        tr = training_items(items, "lorgo", g)
+        out["lorgo"][g] = {"train_val": len(tr), "test_real": n, "scored": n > 0}
+    for part, minimum in (("lofo", spec.lofo.min_families), ("lorgo", spec.lorgo.min_groups)):
+        k = sum(1 for v in out[part].values() if v["scored"])
+        out[part + "_complete"] = {"scored": k, "minimum": minimum, "complete": k >= minimum}
+    out["pairs"] = {"real_test_patches_with_fakes": len(chosen)}
+    leak = None
+    try:
+        check_no_external(training_items(items, "full", None), p.external_sha, str(opts.manifest))
+    except ProtocolError as e:
+        leak = str(e)
+    out["external"] = {"list": str(p.external_csv), "originals": len(p.external_sha), "leak": leak}
+    return out
+
+
 def run_protocol(spec: ProtocolSpec, opts: Options) -> dict[str, Any]:
     """Run the named parts (training the held-out models it needs); returns protocol.json's content."""
     return Protocol(spec, opts).run()
@@ -415,4 +449,4 @@ def score_model(spec: ProtocolSpec, opts: Options) -> dict[str, Any]:
     return p.result
 
 
-__all__ = ["Options", "Protocol", "run_protocol", "score_model"]
+__all__ = ["Options", "Protocol", "plan_protocol", "run_protocol", "score_model"]
