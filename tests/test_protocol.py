@@ -318,3 +318,20 @@ def test_plan_counts_what_each_run_trains_and_scores(corpus, tmp_path):
     assert not plan["lofo"]["dit_flow"]["scored"] and plan["lofo_complete"]["complete"]
     assert plan["lorgo"]["web"] == {"train_val": 36, "test_real": 3, "scored": True}  # reals and twins out
     assert plan["external"]["originals"] == 7 and plan["external"]["leak"] is None
+
+
+def test_a_failed_training_run_is_recorded_and_the_rest_go_on(corpus, tmp_path, monkeypatch):
+    import aivsreal.train as tr
+
+    def boom(cfg, resume=False, progress=True):
+        raise ValueError(f"{cfg.data}: need training and validation images")
+
+    monkeypatch.setattr(tr, "train", boom)
+    spec = load_spec(_spec(tmp_path))
+    opts = runner.Options(manifest=corpus["manifest"], out=tmp_path / "o", parts=["lofo"],
+                          external=corpus["external"], config=_train_config(tmp_path), progress=False)  # fmt: skip
+    res = runner.run_protocol(spec, opts)
+    fams = res["parts"]["lofo"]["families"]
+    assert all(fams[f]["status"].startswith("failed: ") for f in ("gan", "aligned", "synthetic"))
+    assert not res["parts"]["lofo"]["complete"]
+    assert json.loads((tmp_path / "o" / "protocol.json").read_text())["parts"]["lofo"]["scored"] == 0

@@ -167,7 +167,11 @@ class Protocol:
         resume = (rd / "train" / "state.json").is_file()
         self.say(f"{rd.name}: {'resuming' if resume else 'training'} on {len(train_items)} images")
         t0 = time.monotonic()
-        ckpt = train(cfg, resume=resume, progress=self.o.progress)
+        try:
+            ckpt = train(cfg, resume=resume, progress=self.o.progress)
+        except (ValueError, OSError) as e:  # this run's data or disk: recorded, the other runs go on
+            self.say(f"{rd.name}: training failed: {e}")
+            return rd, {"key": key, "failed": str(e)}
         return rd, {"key": key, "checkpoint": str(ckpt), "wall_seconds": round(time.monotonic() - t0, 1)}
 
     def _finish_run(self, rd: Path, res: dict[str, Any], sets: dict[str, list[Item]]) -> dict[str, Any]:
@@ -198,6 +202,9 @@ class Protocol:
                 fams[fam] = {"status": "no test images"}
                 continue
             rd, res = self.held_out("lofo", fam)
+            if res is not None and "failed" in res:
+                fams[fam] = {"status": f"failed: {res['failed']}", "run": rd.name}
+                continue
             if res is not None and "sets" not in res:
                 res = self._finish_run(rd, res, {"held_out": test_ai + reals})
             fams[fam] = {"status": "done", "run": rd.name, **_run_summary(res, "held_out")}
@@ -217,6 +224,9 @@ class Protocol:
                 groups[g] = {"status": "no test images"}
                 continue
             rd, res = self.held_out("lorgo", g)
+            if res is not None and "failed" in res:
+                groups[g] = {"status": f"failed: {res['failed']}", "run": rd.name}
+                continue
             if res is not None and "sets" not in res:
                 res = self._finish_run(rd, res, {"held_out": test_real + ai})
             groups[g] = {"status": "done", "run": rd.name, **_run_summary(res, "held_out")}
@@ -253,6 +263,8 @@ class Protocol:
         if self.o.model:
             return Detector.load(self.o.model)
         rd, res = self.held_out("full", None)
+        if res is not None and "failed" in res:
+            raise ProtocolError(f"{rd}: the candidate could not be trained: {res['failed']}")
         if res is not None and "sets" not in res:
             res = self._finish_run(rd, res, {})
         self.result["candidate_run"] = rd.name
