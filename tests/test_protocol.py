@@ -335,3 +335,35 @@ def test_a_failed_training_run_is_recorded_and_the_rest_go_on(corpus, tmp_path, 
     assert all(fams[f]["status"].startswith("failed: ") for f in ("gan", "aligned", "synthetic"))
     assert not res["parts"]["lofo"]["complete"]
     assert json.loads((tmp_path / "o" / "protocol.json").read_text())["parts"]["lofo"]["scored"] == 0
+
+
+def test_score_cli_on_the_shipped_onnx_model(corpus, tmp_path):
+    """The no-training parts through the CLI on an ONNX model, as a user would run them."""
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    model = ROOT / "src" / "aivsreal" / "models_dist" / "default.onnx"
+    if not model.is_file():
+        pytest.skip("the shipped model is not in this checkout")
+    looks = tmp_path / "looks.jsonl"
+    looks.write_text('{"date": "2026-01-01", "model": "earlier", "figures": {}}\n')
+    args = [
+        "protocol",
+        "score",
+        str(model),
+        "--manifest",
+        str(corpus["manifest"]),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    args += ["--protocol", str(_spec(tmp_path)), "--external", str(corpus["external"]), "--looks", str(looks)]
+    r = CliRunner().invoke(app, [*args, "--reason", "test", "-q"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "s" / "protocol.json").read_text())
+    assert set(res["parts"]) == {"test", "pairs", "external"} and res["model"]["id"] == "aivsreal-default-v1"
+    assert res["parts"]["external"]["tiers"]["web"]["n"] == 6
+    lines = looks.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["model"] == "earlier"  # appended, not rewritten
+    assert json.loads(lines[1])["reason"] == "test" and json.loads(lines[1])["model"] == "aivsreal-default-v1"
+    assert "## External check set" in (tmp_path / "s" / "protocol.md").read_text()

@@ -60,8 +60,8 @@ def run(
     weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
     fakes: Path | None = typer.Option(None, help="Cache of the protocol's test fakes (default: OUT/fakes)."),
     reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
-    batch_size: int = typer.Option(32, min=1),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    batch_size: int = typer.Option(32, min=1, help="Images per model call."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train the held-out models (resumable) and score every part; writes OUT/protocol.json and .md."""
     _go("run", protocol, manifest=manifest, out=out, config=config, parts=_parts(parts), budget=budget,
@@ -83,8 +83,8 @@ def score(
     weights_dir: str | None = typer.Option(None, help="Folder with the TAEF2 weights (aligned twins)."),
     fakes: Path | None = typer.Option(None, help="Cache of the protocol's test fakes (default: OUT/fakes)."),
     reason: str = typer.Option("", help="Why the external set is looked at (logged)."),
-    batch_size: int = typer.Option(32, min=1),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    batch_size: int = typer.Option(32, min=1, help="Images per model call."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Score one model on the parts that need no training (test split tiers, aligned pairs, external)."""
     _go("score", protocol, manifest=manifest, out=out, parts=_parts(parts), model=model, external=external,
