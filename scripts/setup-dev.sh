@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 # Install the torch pair first, so no extra's torch range can pull a multi-GB build from elsewhere.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,corpus,fastjpeg,dev]"
+.venv/bin/python -m pip install -q -e ".[train,serve,provenance,scale,corpus,fastjpeg,jxl,dev]"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
