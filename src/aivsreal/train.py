@@ -247,19 +247,49 @@ def evaluate_logits(
     return np.concatenate(ys), np.concatenate(zs).astype(np.float64)
 
 
-def _state_save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Atomically save what resume needs: weights, optimizer tensors, and the JSON state (last)."""
+STATE_KEY = "aivsreal_resume_state"
+
+
+def _state_save(
+    run: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    history: list[dict[str, Any]] | None = None,
+) -> None:
+    """Save what resume needs as ONE atomic unit: ``last.safetensors`` holds the weights, the optimizer
+    tensors and, in its metadata, the JSON state and history. One rename commits all of it, so a kill at
+    any moment leaves either the previous epoch's unit or this one, never weights of one epoch with the
+    state of another. ``state.json`` is then written as a readable copy (never read back by resume)."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     osd = opt.state_dict()
     for pid, st in osd["state"].items():
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().cpu().reshape(v.shape)
-    atomic_write_bytes(run / "last.safetensors", save(tensors))
     state = dict(
         state, opt_param_groups=[{k: v for k, v in g.items() if k != "params"} for g in osd["param_groups"]]
     )
+    unit = dict(state, history=list(history or []))
+    atomic_write_bytes(run / "last.safetensors", save(tensors, metadata={STATE_KEY: json.dumps(unit)}))
     atomic_write_text(run / "state.json", json.dumps(state, indent=2))
+
+
+def _resume_point(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The (state, history) committed with ``last.safetensors``; runs written before the unit existed
+    fall back to ``state.json`` and ``history.csv``. None when the run has no checkpoint yet."""
+    last = run / "last.safetensors"
+    if last.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(last), framework="pt") as f:
+            meta = f.metadata() or {}
+        if STATE_KEY in meta:
+            unit = json.loads(meta[STATE_KEY])
+            return unit, unit.pop("history")
+    if (run / "state.json").is_file():
+        return json.loads((run / "state.json").read_text()), _read_history(run)
+    return None
 
 
 def _state_load(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -302,8 +332,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     np.random.seed(cfg.seed)
     total_epochs = cfg.epochs_head + cfg.epochs
     state: dict[str, Any] = {"epoch": 0, "epochs_head": cfg.epochs_head, "best": None, "bad_epochs": 0}
-    if resume and (run / "state.json").is_file():
-        state = json.loads((run / "state.json").read_text())
+    committed: list[dict[str, Any]] = []
+    point = _resume_point(run) if resume else None
+    if point is not None:
+        state, committed = point
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         _check_writable(run)
@@ -326,7 +358,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     pp = default_preprocess(cfg.model, policy=cfg.policy, size=cfg.size)
     model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head).to(device)
     freeze_bn = cfg.freeze_bn == "yes" or (cfg.freeze_bn == "auto" and has_folded_batchnorm(model.backbone))
-    if rank == 0 and not resume:
+    if rank == 0 and (not resume or point is None):  # also when a kill came before the first unit
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         atomic_write_text(run / "versions.json", json.dumps(_versions(), indent=2))
         atomic_write_text(run / "data_summary.json", summarize(ds).to_json())
@@ -353,8 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     opt = _make_optimizer(model, cfg, phase)
     if start > 0:
         _state_load(run, model, opt, state)
-    history = _read_history(run) if resume else []
-    history = history[:start]
+    history = committed[:start]
     loss_fn = nn.BCEWithLogitsLoss()
 
     for epoch in range(start, total_epochs):
@@ -430,7 +461,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if phase == 2 and state["bad_epochs"] >= cfg.patience:
                 state["stopped"] = f"early stop after epoch {epoch + 1}"
             _write_history(run, history)
-            _state_save(run, model, opt, state)
+            _state_save(run, model, opt, state, history)
             if progress:
                 tqdm.write(
                     f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} · val loss {val_loss:.4f} · "
