@@ -221,6 +221,13 @@ def make_corpus(root: Path, *, with_specials: bool = True) -> list[Case]:
         {"too_many_scans"},
         "progressive JPEG, 2,010 scans",
     )
+    icc = _chunk(b"iCCP", b"big profile\x00\x00" + zlib.compress(b"\x00" * (2 << 20)))
+    put(
+        "icc_over_limit.png",
+        png_bytes(8, 8, 0, 8, b"\x00" * 72, icc),
+        True,
+        why="ICC profile inflating to 2 MiB",
+    )
     # PostScript must never reach Ghostscript, whatever the file is called: not an image at all here
     put("eps_loop_named_as.jpg", EPS_LOOP, False, {"not_an_image"}, "EPS with an endless loop, named .jpg")
     put("postscript_named_as.png", PS_PLAIN, False, {"not_an_image"}, "PostScript named .png")

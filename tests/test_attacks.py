@@ -675,3 +675,106 @@ def test_non_finite_model_output_is_an_error_not_nan(tiny_onnx, tmp_path):
     p = det.predict(img)
     assert p.error["kind"] == "bad_model_output"
     json.dumps(p.to_dict(), allow_nan=False)
+
+
+# ---- 4. resume after a kill at ANY write point gives byte-identical weights --------------------------
+class _Killed(BaseException):
+    """Stands for kill -9: not an Exception, so nothing in the trainer handles it."""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_resume_after_a_kill_at_every_write_point_is_byte_identical(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import csv
+
+    from helpers import make_dataset
+    from safetensors.torch import load_file
+
+    import aivsreal.fsutil
+    from aivsreal.train import TrainConfig, train
+
+    data = make_dataset(tmp_path / "data", "class_folders", n=6, size=40)
+
+    def cfg(out: Path) -> TrainConfig:
+        return TrainConfig(
+            data=str(data), out=str(out), pretrained="none", size=32, epochs_head=1, epochs=1,
+            batch_size=4, workers=0, seed=5, patience=50, lr_head=3e-3, lr=3e-3,
+        )  # fmt: skip
+
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def counting(src, dst, kill_at: int | None = None):
+        if kill_at is not None and len(calls) == kill_at:
+            raise _Killed(f"killed before renaming {dst}")
+        calls.append(os.path.basename(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(aivsreal.fsutil.os, "replace", counting)
+    train(cfg(tmp_path / "ref"), progress=False)
+    points = list(calls)
+    assert "last.safetensors" in points and "state.json" in points
+
+    def tensors(p: Path) -> dict[str, bytes]:  # every tensor's bytes (the header's key order varies)
+        return {k: v.numpy().tobytes() for k, v in load_file(str(p)).items()}
+
+    def outcome(run: Path) -> tuple:
+        with open(run / "history.csv", newline="") as f:
+            hist = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+        return tensors(run / "model.safetensors"), tensors(run / "last.safetensors"), hist
+
+    want = outcome(tmp_path / "ref")
+    for k in range(len(points)):
+        run = tmp_path / f"killed_at_{k}"
+        calls.clear()
+        monkeypatch.setattr(aivsreal.fsutil.os, "replace", lambda a, b, k=k: counting(a, b, kill_at=k))
+        with pytest.raises(_Killed):
+            train(cfg(run), progress=False)
+        monkeypatch.setattr(aivsreal.fsutil.os, "replace", real_replace)
+        train(cfg(run), resume=True, progress=False)
+        got = outcome(run)
+        assert got[0] == want[0], f"kill before rename {k} ({points[k]}): best weights differ"
+        assert got[1] == want[1], f"kill before rename {k} ({points[k]}): last weights/optimizer differ"
+        assert got[2] == want[2], f"kill before rename {k} ({points[k]}): history differs"
+    print(f"{len(points)} write points, each killed then resumed: byte-identical")
+
+
+# ---- 10. names kept exact (stdin, piped tables), an oversized ICC profile is not "corrupt" ------------
+def test_stdin_names_and_piped_table_are_exact(tiny_onnx, tmp_path):
+    from helpers import make_image
+    from typer.testing import CliRunner
+
+    from aivsreal.cli import app
+
+    names = ["  two leading spaces.png", "trailing space .png", "esc\x1b[31mred.png", "x" * 90 + ".png"]
+    for n in names:
+        make_image("real", 40).save(tmp_path / n, format="PNG")
+    paths = [str(tmp_path / n) for n in names]
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["predict", "-", "--json", "--model", str(tiny_onnx)], input="\n".join(paths) + "\n\n"
+    )
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["path"] for line in res.output.splitlines()] == paths
+    table = runner.invoke(app, ["predict", *paths, "--model", str(tiny_onnx)])  # stdout is not a terminal
+    assert table.exit_code == 0, table.output
+    rows = [line for line in table.output.splitlines() if line.startswith(str(tmp_path))]
+    assert [r[: len(p)] for r, p in zip(rows, paths)] == paths  # whole names, escape codes included
+    from aivsreal.cli import _row
+
+    class P:  # on a terminal the escape code is shown escaped, never sent to it
+        source, ok, label, uncertain, reason, score, verdict = paths[2], True, "real", False, None, 0.1, None
+
+    assert "\x1b" not in _row(P, 70, False, tty=True) and "\\x1b" in _row(P, 70, False, tty=True)
+
+
+def test_png_with_an_icc_profile_over_pillows_limit_is_scored(tmp_path):
+    import zlib
+
+    from hostile import _chunk, png_bytes
+
+    icc = _chunk(b"iCCP", b"big profile\x00\x00" + zlib.compress(b"\x00" * (2 << 20)))
+    data = png_bytes(8, 8, 0, 8, b"\x00" * 72, icc)
+    d = decode(data)
+    assert d.image.size == (8, 8) and d.format == "PNG"

@@ -482,12 +482,17 @@ def predict(
     show_bar = len(files) > 1 and not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar, leave=False)
     table = not json_out and not csv_stdout
-    width = min(max((len(f) for f in files), default=4), 70)
+    # on a terminal long names are shortened and control characters shown escaped (a name may hold escape
+    # codes); piped, every name is printed exactly as the file's, so the output can be fed back
+    tty = sys.stdout.isatty()
+    width = (
+        min(max((len(f) for f in files), default=4), 70) if tty else max((len(f) for f in files), default=4)
+    )
 
     def out(line: str) -> None:
         if show_bar:  # keep the bar below the streamed rows
             bar.clear()
-        typer.echo(line)
+        typer.echo(line, color=True)  # color=True: click would strip escape codes from piped names
         if show_bar:
             bar.refresh()
 
@@ -508,7 +513,7 @@ def predict(
         if json_out:
             out(json.dumps(pred.to_dict(), ensure_ascii=False))
         elif table:
-            out(_row(pred, width, provenance))
+            out(_row(pred, width, provenance, tty))
         if csv_out is not None:
             results.append(pred)
         bar.update(1)
@@ -547,8 +552,11 @@ def _row_header(width: int, provenance: bool) -> str:
     return f"{'path':<{width}}  {'score':>6}  label" + ("  verdict" if provenance else "")
 
 
-def _row(p, width: int, provenance: bool) -> str:
-    name = p.source if len(p.source) <= width else "…" + p.source[-(width - 1) :]
+def _row(p, width: int, provenance: bool, tty: bool = True) -> str:
+    name = p.source
+    if tty:
+        name = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+        name = name if len(name) <= width else "…" + name[-(width - 1) :]
     if not p.ok:
         return f"{name:<{width}}  {'error':>6}  {p.error['kind']}: {p.error['message']}"
     tag = p.label + (f" (uncertain: {p.reason})" if p.reason else " (uncertain)" if p.uncertain else "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,6 +220,29 @@ def check_jpeg_scans(fp: Any, size: tuple[int, int]) -> int:
     return n
 
 
+def _png_without_icc(fp: Any) -> bytes | None:
+    """The PNG in ``fp`` with its iCCP (colour profile) chunks removed, or None when it is not a PNG or has
+    none. A profile inflating past Pillow's MAX_TEXT_CHUNK makes the whole header unreadable, yet the
+    pixels are fine and decoding never applies the profile."""
+    fp.seek(0)
+    data = fp.read(MAX_FILE_BYTES + 1)
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    out, i, dropped = [data[:8]], 8, False
+    while i + 8 <= len(data):
+        (n,) = struct.unpack(">I", data[i : i + 4])
+        kind, end = data[i + 4 : i + 8], i + 12 + n
+        if kind == b"iCCP":
+            dropped = True
+        else:
+            out.append(data[i:end])
+        i = end
+        if kind == b"IEND":
+            break
+    out.append(data[i:])
+    return b"".join(out) if dropped else None
+
+
 def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None, region: Any = None) -> DecodedImage:
     try:
         im = open_image(fp)
@@ -233,6 +257,11 @@ def _open(fp: Any, max_pixels: int, draft: tuple[int, int] | None, region: Any =
     except MemoryError:
         raise DecodeError("too_many_pixels", "image header too large to parse in memory") from None
     except Exception as e:  # Pillow's parsers also raise struct.error, IndexError, KeyError ... on bad data
+        stripped = _png_without_icc(fp)
+        if (
+            stripped is not None
+        ):  # only the colour profile was over Pillow's limit: score the pixels without it
+            return _open(io.BytesIO(stripped), max_pixels, draft, region)
         raise DecodeError("corrupt", f"cannot parse image header: {e}") from None
     if im.format not in SUPPORTED_FORMATS:
         raise DecodeError("unsupported_format", f"unsupported image format {im.format}")

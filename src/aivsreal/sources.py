@@ -18,7 +18,9 @@ def expand_inputs(paths: list[str], recursive: bool, skipped: list[str] | None =
     out: list[str] = []
     for p in paths:
         if p == "-":
-            out.extend(line.strip() for line in sys.stdin if line.strip())
+            # one name a line, kept exactly (leading and trailing spaces are part of a name); only the line
+            # ending goes, and blank lines are skipped
+            out.extend(name for line in sys.stdin if (name := line.rstrip("\r\n")))
             continue
         if os.path.isdir(p):
             if recursive:
