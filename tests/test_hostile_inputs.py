@@ -165,7 +165,7 @@ def test_cli_predict_exit_codes(corpus, tiny_onnx, tmp_path):
     good = [str(root / n) for n in ("plain.jpg", "cmyk.jpg", "name with spaces.png")]
     ok = run_cli(["predict", *good, "--model", str(tiny_onnx)])
     assert ok.rc == 0 and "Traceback" not in ok.stderr, ok.stderr
-    assert len(ok.lines()) == 1 + len(good)  # header + one row each
+    assert len(ok.lines()) == 2 + len(good)  # legend, header, one row each
     mixed = run_cli(["predict", *good, str(root / "truncated.png"), "--model", str(tiny_onnx)])
     assert mixed.rc == 1 and "truncated.png" in mixed.lines()[-1] and "corrupt" in mixed.lines()[-1]
     no_model = run_cli(["predict", *good, "--model", str(tmp_path / "missing.onnx")])
