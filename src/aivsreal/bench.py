@@ -286,6 +286,8 @@ def _single_thread_costs(
     CPU time (``time.thread_time``) is used, so other processes on a shared machine do not inflate it;
     single-thread wall time is reported beside it. The model cost counts every view an image needs.
     """
+    for f in files[:2]:  # warm up: lazy library loads (libturbojpeg) and the page cache are not per-image costs
+        det.preprocess(str(f), views=views)
     c0, w0 = time.thread_time(), time.perf_counter()
     prepared = [det.preprocess(str(f), views=views) for f in files]
     dec_cpu = (time.thread_time() - c0) / len(files)
