@@ -325,8 +325,9 @@ class Service:
         self.body_timeout = body_timeout
         self.body_deadline = body_deadline
         total = max_inflight_bytes if max_inflight_bytes is not None else max(8 * max_upload_bytes, 64 << 20)
-        # one client address may hold at most two full uploads (or all of a smaller total)
-        self.budget = ByteBudget(total, min(total, 2 * max_upload_bytes + (1 << 20)))
+        # one client address may hold at most half of it: it cannot starve the others, and behind a reverse
+        # proxy (one address for everyone) half the budget is still several uploads
+        self.budget = ByteBudget(total, max(total // 2, max_upload_bytes + (1 << 20)))
         self.pending = 0
         self._lock = threading.Lock()
         self.onnx_sha256 = sha256_file(det.path) if det.path.suffix == ".onnx" else None
