@@ -1,4 +1,9 @@
-"""Small atomic-write helpers for the corpus builder (temp file in the same folder + rename)."""
+"""Atomic-write helpers for the corpus builder (temp file in the same folder + rename).
+
+Unlike :mod:`aivsreal.fsutil` they do not fsync: a build writes tens of thousands of patches, and a
+rename is already all-or-nothing for a killed process (kill -9); after a power cut the builder's
+per-original checks (file present, plan id) redo what is missing.
+"""
 
 from __future__ import annotations
 
