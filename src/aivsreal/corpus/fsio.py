@@ -1,8 +1,8 @@
 """Atomic-write helpers for the corpus builder (temp file in the same folder + rename).
 
 Unlike :mod:`aivsreal.fsutil` they do not fsync: a build writes tens of thousands of patches, and a
-rename is already all-or-nothing for a killed process (kill -9); after a power cut the builder's
-per-original checks (file present, plan id) redo what is missing.
+rename is already all-or-nothing for a killed process (kill -9). A power cut is not covered: delete
+the output folder's ``state/`` and re-run after one.
 """
 
 from __future__ import annotations
