@@ -1,8 +1,8 @@
 """Atomic-write helpers for the corpus builder (temp file in the same folder + rename).
 
 Unlike :mod:`aivsreal.fsutil` they do not fsync: a build writes tens of thousands of patches, and a
-rename is already all-or-nothing for a killed process (kill -9). A power cut is not covered: delete
-the output folder's ``state/`` and re-run after one.
+rename is already all-or-nothing for a killed process (kill -9). A power cut is not covered: build
+into a fresh folder after one.
 """
 
 from __future__ import annotations
