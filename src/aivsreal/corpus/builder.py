@@ -395,6 +395,40 @@ class Builder:
 
                 self._trim(real, n_real - n_ai, protect=paired)
 
+    def _balance_made(self, kept: list[dict[str, Any]]) -> None:
+        """Balance train/val again on what was made (fakes left unmade by a time budget).
+
+        Surplus real patches without a fake twin leave the manifest (most-patched originals first,
+        each keeps one); their files are removed with the other unlisted files.
+        """
+        for r in kept:
+            r["dropped_idx"] = []
+        for split in ("train", "val"):
+            real = [r for r in kept if r["split"] == split and self.by_name[r["source"]].label == "real"]
+            ai = [r for r in kept if r["split"] == split and self.by_name[r["source"]].label == "ai"]
+            n_real = sum(len(r.get("patch_files", [])) for r in real)
+            n_ai = sum(len(r.get("patch_files", [])) for r in ai)
+            n_ai += sum(len(v) for r in real for v in r.get("fake_files", {}).values())
+            surplus = n_real - n_ai
+            if surplus <= 0:
+                continue
+            free = {}
+            for j, r in enumerate(real):
+                paired = {i for v in r.get("fake_files", {}).values() for i, _ in v}
+                free[j] = [i for i in range(len(r.get("patch_files", []))) if i not in paired]
+            heap = [(-len(r.get("patch_files", [])), r["key"], j) for j, r in enumerate(real) if free[j]]
+            heapq.heapify(heap)
+            while heap and surplus > 0:
+                _, key, j = heapq.heappop(heap)
+                r = real[j]
+                left = len(r["patch_files"]) - len(r["dropped_idx"])
+                if left <= 1 or not free[j]:
+                    continue
+                r["dropped_idx"].append(free[j].pop())
+                surplus -= 1
+                if free[j] and left - 1 > 1:
+                    heapq.heappush(heap, (-(left - 1), key, j))
+
     @staticmethod
     def _trim_fakes(real: list[dict[str, Any]], fams: list[str], surplus: int, floor: int) -> int:
         """Drop up to ``surplus`` planned fakes of these families, in turn, most-faked originals first."""
@@ -615,6 +649,8 @@ class Builder:
             common = [r["group"], "test" if r["split"] == "external" else r["split"]]
             orig = [r["sha256"], r["format"], f"{r['width']}x{r['height']}"]
             for i, f in enumerate(r.get("patch_files", [])):
+                if i in r.get("dropped_idx", ()):
+                    continue
                 x, y, w, h = r["boxes"][i]
                 row = [
                     f,
@@ -676,6 +712,8 @@ class Builder:
         self.cut_all(kept)
         kept_ok = [r for r in kept if r["status"] == "ok"]
         pending = self.fakes_all(kept_ok)
+        if self.s.balance:
+            self._balance_made(kept_ok)
         rows, external = self.manifest_rows(kept_ok)
         self.prune({row[0] for row in rows} | {row[0] for row in external})
         fsio.write_csv(self.out / "manifest.csv", MANIFEST_HEADER, rows)

@@ -94,7 +94,7 @@ def originals_rows(b: Any, recs: list[dict[str, Any]]) -> tuple[list[str], list[
                 r.get("model", ""),
                 r.get("split", ""),
                 r.get("group", ""),
-                len(r.get("patch_files", [])),
+                len(r.get("patch_files", [])) - len(r.get("dropped_idx", [])),
                 r.get("dup_of", ""),
             ]
         )
@@ -209,7 +209,7 @@ def build_report(
             d = out.setdefault(f, {"sources": set(), "originals": 0, "patches": 0})
             d["sources"].add(r["source"])
             d["originals"] += 1
-            d["patches"] += len(r.get("patch_files", []))
+            d["patches"] += len(r.get("patch_files", [])) - len(r.get("dropped_idx", []))
         for d in out.values():
             d["sources"] = len(d["sources"])
         return dict(sorted(out.items()))
