@@ -191,7 +191,7 @@ def decode_views(
     tier: str = "clean",
     views: str = "center",
     max_pixels: int = MAX_PIXELS,
-    region_decode: bool = True,
+    region_decode: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode a source once: the model inputs of ``views`` (k, 3, size, size) and the image's original size.
 
@@ -223,7 +223,7 @@ def load_views(
     tier: str = "clean",
     views: str = "center",
     max_pixels: int = MAX_PIXELS,
-    region_decode: bool = True,
+    region_decode: bool = False,
 ) -> np.ndarray:
     """The model inputs of ``views`` for a source, (k, 3, size, size) (see :func:`decode_views`)."""
     return decode_views(

@@ -223,9 +223,10 @@ class Detector:
         self.card = card
         self.path = path
         self.pp = card.preprocess
-        # decode only the plan's region of a JPEG when that gives the same pixels (aivsreal.jpegcrop);
-        # False forces full decodes (bench compares both)
-        self.region_decode = True
+        # decode only the plan's region of a JPEG (aivsreal.jpegcrop; same pixels). Off by default: with
+        # the libjpeg-turbo 2.x that Debian ships, the lossless crop still entropy-decodes the whole file
+        # and measured no cheaper than a full decode (aivsreal bench: bound_gain_region_decode < 1)
+        self.region_decode = False
         # run the model in its own thread, overlapping decoding; False: the caller's thread (bench compares)
         self.overlap = True
 
