@@ -27,7 +27,7 @@ from PIL import Image
 
 from aivsreal.corpus.catalog import CatalogError, load_catalog, parse_catalog
 from aivsreal.corpus.origins import glob_match
-from aivsreal.corpus.patches import jpegtran, plan_boxes
+from aivsreal.corpus.patches import jpegtran, plan_boxes, probe
 
 DEB = ("libjs-jquery-ui", "1.13.2+dfsg-1")  # six 256×240 PNG icon sheets + tiny backgrounds
 DEB_GLOB = "usr/share/javascript/jquery-ui/themes/base/images/*.png"
@@ -375,3 +375,19 @@ def test_external_sources_keep_whole_originals(built, fixture_catalog):
     assert data == fixture_catalog["orig"]["ext/x.png"]  # the original as fetched, not a patch
     assert not any(r["source"] == "ext_check" for r in built["rows"])
     assert built["report"]["external_check_set"]["originals"] == 1
+
+
+def test_probe_keeps_camera_tags_and_drops_comfyui_workflows_stored_in_them():
+    """ComfyUI saves its workflow JSON in the EXIF Make/Model of WebP files: that is no camera."""
+
+    def webp(make: str, model: str) -> bytes:
+        exif = Image.Exif()
+        exif[271], exif[272] = make, model
+        buf = io.BytesIO()
+        make_image("ai", 64).save(buf, "WEBP", exif=exif.tobytes())
+        return buf.getvalue()
+
+    p = probe(webp('workflow:{"id": "52b9", "nodes": []}', 'prompt:{"6": {"inputs": {}}}'))
+    assert (p.make, p.model) == ("", "")
+    p = probe(webp("Canon", "Canon EOS 1300D"))
+    assert (p.make, p.model) == ("Canon", "Canon EOS 1300D")

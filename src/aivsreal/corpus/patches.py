@@ -98,6 +98,13 @@ def _text(v: object) -> str:
     return str(v or "").replace("\x00", "").strip()
 
 
+def camera_text(v: object) -> str:
+    """A camera Make/Model value, or "" for what is not one: ComfyUI stores its whole workflow and prompt
+    JSON in the EXIF Make/Model tags of the WebP files it saves."""
+    t = _text(v)
+    return t if len(t) <= 64 and t.isprintable() and "{" not in t else ""
+
+
 def probe(data: bytes) -> Probe:
     """Format, size, JPEG iMCU size, camera EXIF and a perceptual hash of an original's bytes."""
     from ..data import dhash
@@ -112,7 +119,8 @@ def probe(data: bytes) -> Probe:
             mcu = (8 * max(lay[1] for lay in layers), 8 * max(lay[2] for lay in layers))
     try:
         exif = im.getexif()
-        make, model, software = (_text(exif.get(t)) for t in (271, 272, 305))
+        make, model = (camera_text(exif.get(t)) for t in (271, 272))
+        software = _text(exif.get(305))
     except Exception:
         make = model = software = ""
     try:

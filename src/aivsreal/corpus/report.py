@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .builder import FAKE_GENERATORS
+from .patches import camera_text
 
 TARGETS = {
     "ai_originals": 2000,
@@ -90,8 +91,8 @@ def originals_rows(b: Any, recs: list[dict[str, Any]]) -> tuple[list[str], list[
                 src.licence,
                 r.get("format", ""),
                 size,
-                r.get("make", ""),
-                r.get("model", ""),
+                camera_text(r.get("make", "")),  # scan records made before camera_text existed
+                camera_text(r.get("model", "")),
                 r.get("split", ""),
                 r.get("group", ""),
                 len(r.get("patch_files", [])) - len(r.get("dropped_idx", [])),
