@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..imageio import MAX_PIXELS, to_rgb
+from . import fsio
 
 JPEG_FORMATS = ("JPEG", "MPO")
 PATCH_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF")
@@ -157,19 +157,6 @@ def plan_boxes(
     return [tiles[int((i + 0.5) * len(tiles) / k)] for i in range(k)]
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def png_bytes(im: Image.Image) -> bytes:
     """A PNG of the pixels only (no text, ICC or EXIF chunks), with fixed settings so bytes repeat."""
     buf = io.BytesIO()
@@ -204,7 +191,7 @@ def cut(data: bytes, fmt: str, boxes: list[tuple[int, int, int, int]], outs: lis
             with ThreadPoolExecutor(JPEGTRAN_JOBS) as ex:  # jpegtran re-reads the whole file per crop
                 results = list(ex.map(one, enumerate(boxes)))
             for b, out in zip(results, outs):
-                _atomic_bytes(out, b)
+                fsio.write_bytes(out, b)
                 shas.append(hashlib.sha256(b).hexdigest())
         return shas
     im = _open(data)
@@ -216,6 +203,6 @@ def cut(data: bytes, fmt: str, boxes: list[tuple[int, int, int, int]], outs: lis
         rgb = to_rgb(im)
     for (x, y, bw, bh), out in zip(boxes, outs):
         b = png_bytes(rgb.crop((x, y, x + bw, y + bh)))
-        _atomic_bytes(out, b)
+        fsio.write_bytes(out, b)
         shas.append(hashlib.sha256(b).hexdigest())
     return shas

@@ -201,13 +201,7 @@ class Protocol:
             if not test_ai:
                 fams[fam] = {"status": "no test images"}
                 continue
-            rd, res = self.held_out("lofo", fam)
-            if res is not None and "failed" in res:
-                fams[fam] = {"status": f"failed: {res['failed']}", "run": rd.name}
-                continue
-            if res is not None and "sets" not in res:
-                res = self._finish_run(rd, res, {"held_out": test_ai + reals})
-            fams[fam] = {"status": "done", "run": rd.name, **_run_summary(res, "held_out")}
+            fams[fam] = self._held_out_entry("lofo", fam, test_ai + reals)
             self._part("lofo", fams, self.spec.lofo.min_families)
         self._part("lofo", fams, self.spec.lofo.min_families)
 
@@ -223,15 +217,18 @@ class Protocol:
             if not test_real:
                 groups[g] = {"status": "no test images"}
                 continue
-            rd, res = self.held_out("lorgo", g)
-            if res is not None and "failed" in res:
-                groups[g] = {"status": f"failed: {res['failed']}", "run": rd.name}
-                continue
-            if res is not None and "sets" not in res:
-                res = self._finish_run(rd, res, {"held_out": test_real + ai})
-            groups[g] = {"status": "done", "run": rd.name, **_run_summary(res, "held_out")}
+            groups[g] = self._held_out_entry("lorgo", g, test_real + ai)
             self._part("lorgo", groups, self.spec.lorgo.min_groups)
         self._part("lorgo", groups, self.spec.lorgo.min_groups)
+
+    def _held_out_entry(self, part: str, key: str, held_out: list) -> dict[str, Any]:
+        """Train (or resume) the run without ``key`` and score it on ``held_out``: its table entry."""
+        rd, res = self.held_out(part, key)
+        if res is not None and "failed" in res:
+            return {"status": f"failed: {res['failed']}", "run": rd.name}
+        if res is not None and "sets" not in res:
+            res = self._finish_run(rd, res, {"held_out": held_out})
+        return {"status": "done", "run": rd.name, **_run_summary(res, "held_out")}
 
     def _part(self, part: str, entries: dict[str, Any], minimum: int) -> None:
         """Per-entry figures, their mean and minimum per tier, whether enough entries were scored."""
