@@ -172,6 +172,24 @@ def test_unexpected_parser_errors_become_decode_errors(monkeypatch, exc):
 
 # ---- atheris (libFuzzer) ---------------------------------------------------------------------------
 ATHERIS_RUNS = 8000
+# Run a command as the child of a fresh shell (the trailing `exit` keeps the shell from exec-ing it), so its
+# peak-RSS accounting starts from the shell's few MB instead of this process's high-water mark.
+FRESH_RSS = ["sh", "-c", '"$0" "$@"; exit $?']
+
+
+def test_fuzzer_peak_rss_is_its_own():
+    """After this process has touched 600 MB, a child started through FRESH_RSS still reports a small peak
+    RSS (on Linux a direct child reports ≥ 600 MB): the fuzzer's memory limit is not eaten by pytest's."""
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    probe = [
+        sys.executable,
+        "-c",
+        "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
+    ]
+    fresh = int(subprocess.run([*FRESH_RSS, *probe], capture_output=True, text=True, check=True).stdout)
+    del ballast
+    assert fresh < 200 * 1024, f"child started through a shell reports {fresh // 1024} MB peak RSS"
 
 
 @pytest.mark.slow
@@ -184,8 +202,12 @@ def test_atheris_decode_target(tmp_path):
         d.mkdir()
     for i, data in enumerate(SEEDS.values()):
         (seeds / f"seed{i}").write_bytes(data)
+    # libFuzzer's -rss_limit_mb reads getrusage's peak RSS, and Linux carries a process's peak across
+    # fork + exec: launched straight from a pytest process that once held 2 GB, the fuzzer "starts" at 2 GB
+    # and reports an out-of-memory on its first check. A shell in between forks the fuzzer from a small
+    # process, so the limit measures the fuzzer alone (test_fuzzer_peak_rss_is_its_own checks this).
     cmd = [
-        sys.executable, str(HERE / "fuzz_decode.py"), f"-runs={ATHERIS_RUNS}", "-seed=1", "-max_len=16384",
+        *FRESH_RSS, sys.executable, str(HERE / "fuzz_decode.py"), f"-runs={ATHERIS_RUNS}", "-seed=1", "-max_len=16384",
         "-rss_limit_mb=2048", "-timeout=30", "-max_total_time=240", f"-artifact_prefix={art}/",
         str(work), str(seeds),
     ]  # fmt: skip
