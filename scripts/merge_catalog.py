@@ -198,7 +198,12 @@ def main() -> int:
         if s["label"] == "ai":
             s.pop("camera", None)
     build = {"max_patches": a.max_patches, "aligned_per_original": a.aligned_per_original}
-    doc = {"version": 1, "build": build, "sources": sorted(keep, key=lambda s: s["name"])}
+    doc = {"version": 1, "build": build}
+    if Path(a.out).is_file():  # the generator table is curated in the catalog itself: keep it
+        old = yaml.safe_load(Path(a.out).read_text(encoding="utf-8")) or {}
+        if old.get("generators"):
+            doc["generators"] = old["generators"]
+    doc["sources"] = sorted(keep, key=lambda s: s["name"])
     parse_catalog(doc, a.out)  # the whole catalog must validate
     header = "# Corpus catalog (issue #13): one entry per source; built by `aivsreal data build`.\n"
     header += "# Merged by scripts/merge_catalog.py from the curators' fragments and the dev set.\n"

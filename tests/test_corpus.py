@@ -170,7 +170,10 @@ def fixture_catalog(tmp_path_factory) -> dict:
              "aligned_per_original": 1 if have_taef2 else 0, "synthetic_per_original": 1,
              "synthetic_families": ["tconv", "pixelshuffle"], "balance": False, "torch_threads": 1}  # fmt: skip
     cat = root / "catalog.yaml"
-    cat.write_text(yaml.safe_dump({"version": 1, "build": build, "sources": sources}))
+    generators = {"gen_a": {"aliases": ["Gallery model"]}}  # two sources, one generator
+    cat.write_text(
+        yaml.safe_dump({"version": 1, "build": build, "generators": generators, "sources": sources})
+    )
     return {"root": root, "catalog": cat, "mirrors": mirrors, "reserved": reserved, "orig": orig,
             "files": files, "apt_why": apt_why, "taef2": have_taef2}  # fmt: skip
 
@@ -233,6 +236,15 @@ def test_catalog_accepts_fragment_format_and_names_bad_entries(tmp_path):
     bad["sources"][0]["family"] = "camera"
     with pytest.raises(CatalogError, match="x_gpt.*family"):
         parse_catalog(bad)
+    gens = {"GPT Image": {"aliases": ["GPT-4o image"]}, "Mix": {"distinct": False}}
+    cat = parse_catalog({**good, "generators": gens})
+    assert cat.canonical_generator("gpt-4o  IMAGE") == ("GPT Image", True)
+    assert cat.canonical_generator("Mix") == ("Mix", False) and cat.canonical_generator("New") == (
+        "New",
+        True,
+    )
+    with pytest.raises(CatalogError, match="GPT-4o image.*both"):
+        parse_catalog({**good, "generators": {**gens, "Other": {"aliases": ["GPT-4o image"]}}})
     p = tmp_path / "c.yaml"
     p.write_text("sources: [")
     with pytest.raises(CatalogError, match="c.yaml"):
@@ -281,6 +293,11 @@ def test_hashes_and_statuses(built, fixture_catalog):
     ):
         assert isinstance(rep[k], int)
     assert rep["partial"] is False and "shortcut_check" in rep
+    # the catalog's generator table merges git_gallery's "Gallery model" into gen_a: one generator, not
+    # two (gen_b's originals are all duplicates, so SomeGAN has none kept)
+    assert rep["ai_generators"] == 1 and rep["gan_generators"] == 0
+    assert rep["ai_generator_list"]["gen_a"]["as_named"] == ["Gallery model", "gen_a"]
+    assert rep["ai_generator_list"]["gen_a"]["sources"] == ["gen_a", "git_gallery"]
 
 
 def test_patches_lossless_and_stripped(built, fixture_catalog):

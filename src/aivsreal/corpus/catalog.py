@@ -149,9 +149,25 @@ class BuildSettings(_Strict):
         return v
 
 
+def generator_key(name: str) -> str:
+    """A generator name compared case- and space-insensitively."""
+    return " ".join(name.lower().split())
+
+
+class Generator(_Strict):
+    """One generator as the report counts it: the source ``generator`` strings that name it (``aliases``:
+    spellings, checkpoints of one release, fine-tunes of one base), and whether it counts as a generator
+    of its own (``distinct: false`` for mixes and unstated versions: kept, never counted)."""
+
+    aliases: list[str] = Field(default_factory=list)
+    distinct: bool = True
+    note: str = ""
+
+
 class Catalog(_Strict):
     version: int = 1
     build: BuildSettings = Field(default_factory=BuildSettings)
+    generators: dict[str, Generator] = Field(default_factory=dict)
     sources: list[Source]
     path: str = Field(default="", exclude=True)
 
@@ -162,7 +178,22 @@ class Catalog(_Strict):
             if s.name in seen:
                 raise ValueError(f"duplicate source name {s.name!r}")
             seen.add(s.name)
+        owner: dict[str, str] = {}
+        for canon, g in self.generators.items():
+            for alias in [canon, *g.aliases]:
+                k = generator_key(alias)
+                if owner.get(k, canon) != canon:
+                    raise ValueError(f"generator {alias!r} is listed under both {owner[k]!r} and {canon!r}")
+                owner[k] = canon
         return self
+
+    def canonical_generator(self, name: str) -> tuple[str, bool]:
+        """(the name the report counts a source's generator under, whether it is a distinct generator)."""
+        k = generator_key(name)
+        for canon, g in self.generators.items():
+            if k == generator_key(canon) or k in {generator_key(a) for a in g.aliases}:
+                return canon, g.distinct
+        return name, True
 
     def base_dir(self) -> Path:
         return Path(self.path).parent if self.path else Path.cwd()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .builder import FAKE_GENERATORS
+from .catalog import generator_key
 from .patches import camera_text
 
 TARGETS = {
@@ -31,10 +32,6 @@ TARGETS = {
     "patches": 20000,
 }
 MAX_GENERATOR_SHARE = 0.15
-
-
-def _gen_key(g: str) -> str:
-    return " ".join(g.lower().split())
 
 
 def _sizes(recs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -178,17 +175,28 @@ def build_report(
     gen_meta: dict[str, dict[str, Any]] = {}
     for r in by_label["ai"]:
         s = b.by_name[r["source"]]
-        k = _gen_key(s.generator)
+        name, distinct = b.cat.canonical_generator(s.generator)
+        k = generator_key(name)
         gen_count[k] += 1
         m = gen_meta.setdefault(
-            k, {"name": s.generator, "family": s.family, "released": s.released, "sources": set()}
+            k,
+            {
+                "name": name,
+                "family": s.family,
+                "released": s.released,
+                "distinct": distinct,
+                "sources": set(),
+                "as_named": set(),
+            },
         )
         m["sources"].add(s.name)
+        m["as_named"].add(s.generator)
         if s.released and (m["released"] is None or s.released < m["released"]):
             m["released"] = s.released
     n_ai = len(by_label["ai"])
-    gans = sorted(k for k, m in gen_meta.items() if m["family"] == "gan")
-    new = sorted(k for k, m in gen_meta.items() if (m["released"] or 0) >= 2025)
+    counted = {k: m for k, m in gen_meta.items() if m["distinct"]}
+    gans = sorted(k for k, m in counted.items() if m["family"] == "gan")
+    new = sorted(k for k, m in counted.items() if (m["released"] or 0) >= 2025)
     top = gen_count.most_common(1)
     cams = [r for r in by_label["real"] if b.by_name[r["source"]].camera and r.get("model")]
     cam_models = Counter(" ".join(f"{r.get('make', '')} {r['model']}".split()) for r in cams)
@@ -247,7 +255,7 @@ def build_report(
     figures = {
         "ai_originals": n_ai,
         "ai_sources": per_class["ai"]["sources"],
-        "ai_generators": len(gen_meta),
+        "ai_generators": len(counted),
         "gan_generators": len(gans),
         "generators_2025_plus": len(new),
         "real_originals": len(by_label["real"]),
@@ -298,7 +306,9 @@ def build_report(
                 "originals": gen_count[k],
                 "family": m["family"],
                 "released": m["released"],
+                "distinct": m["distinct"],
                 "sources": sorted(m["sources"]),
+                "as_named": sorted(m["as_named"]),
             }
             for k, m in sorted(gen_meta.items())
         },
