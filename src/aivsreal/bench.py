@@ -411,7 +411,7 @@ def _bench_model(
             from .models import create
 
             try:  # torch eager and FLOPs need the same architecture; skipped if timm does not know it
-                net = create(card.backbone, pretrained="none", head=card.head).eval()
+                net = create(card.backbone, pretrained="none", head=card.head, stem=card.stem).eval()
             except (ValueError, RuntimeError) as e:
                 log(f"{p}: no torch model for backbone {card.backbone!r} ({e}); timing ONNX only")
         weights = "as exported"

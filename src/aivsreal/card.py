@@ -77,6 +77,7 @@ class ModelCard:
     backbone: str
     preprocess: Preprocess = field(default_factory=Preprocess)
     head: str = "linear"
+    stem: str = "none"  # input stem inside the graph before the backbone (models.STEMS): none | npr
     labels: tuple[str, str] = LABELS
     threshold: float = 0.5
     uncertain_band: float = 0.1  # scores within threshold ± band are flagged uncertain
@@ -234,6 +235,7 @@ CARD_SCHEMA: dict[str, Any] = {
     "backbone": _backbone,
     "preprocess": _mapping,
     "head": _str(nonempty=True),
+    "stem": _str(("none", "npr")),
     "labels": _labels,
     "threshold": _num(0.0, 1.0),
     "uncertain_band": _num(0.0, 0.5, lo_open=False),

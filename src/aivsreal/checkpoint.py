@@ -28,7 +28,7 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.Path
 
 def load_model(weights: str | os.PathLike, card: ModelCard) -> DetectorNet:
     """Rebuild the architecture named by the card and load the weights (eval mode)."""
-    model = create(card.backbone, pretrained="none", head=card.head)
+    model = create(card.backbone, pretrained="none", head=card.head, stem=card.stem)
     try:
         sd = load_file(str(weights))
     except Exception as e:

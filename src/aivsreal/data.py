@@ -57,6 +57,7 @@ class Sample:
     source: str = "default"
     group: str = ""
     split: str = ""
+    box: str = ""  # the patch's box in its original (corpus manifests): a real patch and its twins share it
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -151,7 +152,8 @@ def _from_manifest(csv_path: Path) -> Dataset:
                 row.get("source") or (Path(rel).parent.name if layout == "manifest_csv" else "") or "default"
             )
             split = SPLIT_ALIASES.get(row.get("split", "").lower(), "")
-            samples.append(Sample(str(full), label, src, row.get("group") or str(full), split))
+            group = row.get("group") or str(full)
+            samples.append(Sample(str(full), label, src, group, split, row.get("box", "")))
     return Dataset(str(csv_path), layout, samples, notes)
 
 

@@ -18,11 +18,30 @@ from torch import nn
 from .card import Preprocess
 
 HEADS = ("linear", "notebook")
+STEMS = ("none", "npr")
 WEIGHTS_ENV = "AIVSREAL_WEIGHTS_DIR"
 
 
 class WeightsError(FileNotFoundError):
     """Pretrained weights were asked for but cannot be found or do not fit the model."""
+
+
+class NPRStem(nn.Module):
+    """Neighbouring-pixel residual (NPR, Tan et al., CVPR 2024): ``x − nearest_up(x[::2, ::2])``.
+
+    Up-sampling layers of generators leave correlations between neighbouring pixels; this removes the
+    content a 2× nearest up-sampling can explain and keeps the rest. Parameter-free, so it travels inside
+    the ONNX graph and every door (Python, browser) applies it with no preprocessing change. ``gain``
+    brings the residual (std ≈ 0.1 of normalised photos) to the scale the ImageNet stem expects."""
+
+    def __init__(self, gain: float = 4.0):
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        up = nn.functional.interpolate(x[..., ::2, ::2], scale_factor=2.0, mode="nearest")
+        return (x - up[..., :h, :w]) * self.gain
 
 
 class DetectorNet(nn.Module):
@@ -31,8 +50,11 @@ class DetectorNet(nn.Module):
     Not to be confused with :class:`aivsreal.runtime.Detector`, which scores images with any backend.
     """
 
-    def __init__(self, backbone: nn.Module, head: str = "linear", dropout: float = 0.2):
+    def __init__(self, backbone: nn.Module, head: str = "linear", dropout: float = 0.2, stem: str = "none"):
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; choose from {STEMS}")
+        self.stem = NPRStem() if stem == "npr" else nn.Identity()
         self.backbone = backbone
         nf = getattr(backbone, "head_hidden_size", None) or backbone.num_features
         if head == "linear":
@@ -49,7 +71,7 @@ class DetectorNet(nn.Module):
             raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x)).squeeze(-1)
+        return self.head(self.backbone(self.stem(x))).squeeze(-1)
 
 
 def resolve_weights(name: str, pretrained: str | os.PathLike | None) -> Path | None:
@@ -90,6 +112,7 @@ def create(
     pretrained: str | os.PathLike | None = None,
     head: str = "linear",
     dropout: float = 0.2,
+    stem: str = "none",
 ) -> DetectorNet:
     """A timm backbone (``num_classes=0``, average pool) with a one-logit head and local weights."""
     if not local_architecture(name):  # timm fetches "hf-hub:org/name" configs from the network
@@ -109,7 +132,7 @@ def create(
                 f"{path} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys "
                 f"(e.g. {(missing or unexpected)[:3]})"
             )
-    return DetectorNet(backbone, head=head, dropout=dropout)
+    return DetectorNet(backbone, head=head, dropout=dropout, stem=stem)
 
 
 def default_preprocess(name: str, policy: str = "native_crop", size: int | None = None) -> Preprocess:

@@ -39,7 +39,7 @@ from .data import Sample, load_dataset, summarize
 from .fsutil import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from .imageio import DecodeError
 from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
-from .models import create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
+from .models import STEMS, create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
 from .preprocess import load, normalize, to_input
 
 
@@ -52,6 +52,8 @@ class TrainConfig:
     model: str = "tf_mobilenetv3_small_100"
     pretrained: str | None = None  # PATH, "none", or None → $AIVSREAL_WEIGHTS_DIR
     head: str = "linear"
+    stem: str = "none"  # none | npr: a parameter-free residual stem inside the model (models.STEMS)
+    pairs: bool = False  # a real patch and its twins (same group and box) share one batch and one view
     policy: str = "native_crop"
     size: int | None = None
     epochs_head: int = 1  # phase 1: backbone frozen
@@ -136,16 +138,33 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < hi:
                 raise ValueError(f"{name} must be a number in [0, {hi:g}), got {v!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if not isinstance(self.pairs, bool):
+            raise ValueError(f"pairs must be true or false, got {self.pairs!r}")
         if self.val_frac + self.test_frac >= 1:
             raise ValueError(f"val_frac + test_frac must be < 1, got {self.val_frac + self.test_frac:g}")
         return self
 
 
 class ImageDataset(Dataset):
-    """Samples → (input, label, ok). Undecodable files yield ok=0 and are dropped by the collate."""
+    """Samples → (input, label, ok). Undecodable files yield ok=0 and are dropped by the collate.
 
-    def __init__(self, samples: list[Sample], pp: Preprocess, train: bool, aug: AugmentConfig, seed: int):
+    ``view_key[i]`` seeds sample i's random view: samples sharing a key (a real patch and its aligned
+    twins) get the same crop box, flip, rescale, blur and JPEG quality, so only the generator's trace
+    tells them apart."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        pp: Preprocess,
+        train: bool,
+        aug: AugmentConfig,
+        seed: int,
+        view_key: list[int] | None = None,
+    ):
         self.samples, self.pp, self.train, self.aug, self.seed = samples, pp, train, aug, seed
+        self.view_key = view_key if view_key is not None else list(range(len(samples)))
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -156,12 +175,66 @@ class ImageDataset(Dataset):
         try:
             img = load(s.path, self.pp).image
             if self.train:
-                x = normalize(train_view(img, self.pp, self.aug, rng_for(self.seed, self.epoch, i)), self.pp)
+                rng = rng_for(self.seed, self.epoch, self.view_key[i])
+                x = normalize(train_view(img, self.pp, self.aug, rng), self.pp)
             else:
                 x = to_input(img, self.pp)
             return torch.from_numpy(x), float(s.label), 1
         except DecodeError:
             return torch.zeros(3, self.pp.size, self.pp.size), float(s.label), 0
+
+
+def pair_units(samples: list[Sample]) -> list[list[int]]:
+    """Indices grouped into units: a real patch with every AI patch of the same group and box (its aligned
+    and synthetic twins, made from the same pixels), and every other sample alone. In corpus order."""
+    by_key: dict[tuple[str, str], list[int]] = {}
+    units: list[list[int]] = []
+    for i, s in enumerate(samples):
+        if not s.box:
+            units.append([i])
+            continue
+        key = (s.group, s.box)
+        if key not in by_key:
+            by_key[key] = []
+            units.append(by_key[key])
+        by_key[key].append(i)
+    out: list[list[int]] = []
+    for u in units:  # a key with one class only (no real, or no twin) is not a pair: its members stand alone
+        if len(u) > 1 and len({samples[i].label for i in u}) == 2:
+            out.append(sorted(u, key=lambda i: samples[i].label))  # the real first: it seeds the shared view
+        else:
+            out.extend([i] for i in u)
+    return out
+
+
+class UnitBatchSampler:
+    """Batches of about ``batch_size`` samples built from whole units (pairs never split across batches),
+    units shuffled per epoch by a seeded generator; under DDP each rank takes every world-th unit."""
+
+    def __init__(self, units: list[list[int]], batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.units, self.batch_size, self.seed, self.rank, self.world = units, batch_size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.units))
+        batches, cur = [], []
+        for k in order[self.rank :: self.world]:
+            cur.extend(self.units[int(k)])
+            if len(cur) >= self.batch_size:
+                batches.append(cur)
+                cur = []
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
 
 
 def collate(batch):
@@ -356,7 +429,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         )
 
     pp = default_preprocess(cfg.model, policy=cfg.policy, size=cfg.size)
-    model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head).to(device)
+    model = create(cfg.model, pretrained=cfg.pretrained, head=cfg.head, stem=cfg.stem).to(device)
     freeze_bn = cfg.freeze_bn == "yes" or (cfg.freeze_bn == "auto" and has_folded_batchnorm(model.backbone))
     if rank == 0 and (not resume or point is None):  # also when a kill came before the first unit
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -364,9 +437,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         atomic_write_text(run / "data_summary.json", summarize(ds).to_json())
 
     aug = AugmentConfig(**cfg.augment)
-    train_set = ImageDataset(train_s, pp, True, aug, cfg.seed)
+    units = pair_units(train_s) if cfg.pairs else None
+    view_key = None
+    if units is not None:
+        view_key = list(range(len(train_s)))
+        for u in units:
+            for i in u:
+                view_key[i] = u[0]
+    train_set = ImageDataset(train_s, pp, True, aug, cfg.seed, view_key)
     val_set = ImageDataset(val_s, pp, False, aug, cfg.seed)
-    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    batches = UnitBatchSampler(units, cfg.batch_size, cfg.seed, rank, world) if units is not None else None
+    sampler = None
+    if world > 1 and batches is None:
+        sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed)
     loader_kw: dict[str, Any] = dict(batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
     if cfg.workers > 0:
         loader_kw["persistent_workers"] = False
@@ -398,13 +481,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         torch.manual_seed(cfg.seed * 1000 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            shuffle=sampler is None,
-            sampler=sampler,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-            **loader_kw,
-        )
+        if batches is not None:
+            batches.set_epoch(epoch)
+            kw = {k: v for k, v in loader_kw.items() if k != "batch_size"}
+            loader = DataLoader(train_set, batch_sampler=batches, **kw)
+        else:
+            loader = DataLoader(
+                train_set,
+                shuffle=sampler is None,
+                sampler=sampler,
+                generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+                **loader_kw,
+            )
         ddp_model.train()
         if freeze_bn or phase == 1:
             set_batchnorm_eval(model.backbone)
@@ -488,6 +576,7 @@ def _make_card(cfg: TrainConfig, pp: Preprocess, yv: np.ndarray, zv: np.ndarray,
         backbone=cfg.model,
         preprocess=pp,
         head=cfg.head,
+        stem=cfg.stem,
         threshold=thr,
         uncertain_band=cfg.uncertain_band,
         temperature=t,

@@ -1,0 +1,154 @@
+"""The v2 recipe options: aligned pairs sharing a batch and a view, and the NPR residual stem."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from helpers import make_image, save
+
+torch = pytest.importorskip("torch")
+
+from aivsreal.augment import AugmentConfig  # noqa: E402
+from aivsreal.card import ModelCard, Preprocess, card_path_for  # noqa: E402
+from aivsreal.data import REAL, Sample, load_dataset  # noqa: E402
+from aivsreal.models import NPRStem, create  # noqa: E402
+from aivsreal.train import ImageDataset, TrainConfig, UnitBatchSampler, pair_units, train  # noqa: E402
+
+
+def _s(label: int, group: str, box: str, name: str) -> Sample:
+    return Sample(name, label, "src", group, "train", box)
+
+
+def test_pair_units_join_a_real_patch_and_its_twins_only():
+    samples = [
+        _s(1, "g1", "0,0,256,256", "twin_a"),
+        _s(0, "g1", "0,0,256,256", "real_a"),
+        _s(1, "g1", "0,0,256,256", "synthetic_a"),
+        _s(0, "g1", "256,0,512,256", "real_b"),  # same original, other box: no twin, alone
+        _s(1, "g2", "", "ai_no_box"),
+        _s(1, "g3", "0,0,64,64", "ai_x"),  # one class under a key: not a pair
+        _s(1, "g3", "0,0,64,64", "ai_y"),
+    ]
+    units = pair_units(samples)
+    assert sorted(i for u in units for i in u) == list(range(len(samples)))
+    pair = next(u for u in units if len(u) > 1)
+    assert [samples[i].path for i in pair][0] == "real_a"  # the real seeds the shared view
+    assert {samples[i].path for i in pair} == {"real_a", "twin_a", "synthetic_a"}
+    assert sum(len(u) > 1 for u in units) == 1
+
+
+def test_unit_batches_never_split_a_pair_and_cover_every_sample_once():
+    units = [[0, 1], [2], [3, 4, 5], [6], [7, 8], [9]]
+    bs = UnitBatchSampler(units, batch_size=3, seed=0)
+    bs.set_epoch(0)
+    batches = list(bs)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    for u in units:
+        assert sum(set(u) <= set(b) for b in batches) == 1
+    bs.set_epoch(1)
+    assert list(bs) != batches or len(units) < 3  # another epoch, another order
+    shards = [list(UnitBatchSampler(units, 3, 0, rank=r, world=2)) for r in (0, 1)]
+    assert sorted(i for s in shards for b in s for i in b) == list(range(10))
+
+
+def test_a_real_patch_and_its_twin_get_the_same_random_view(tmp_path):
+    img = make_image("real", size=96, seed=3)
+    a, b = save(img, tmp_path / "real.png"), save(img, tmp_path / "twin.png")  # same pixels: views must match
+    samples = [Sample(str(a), 0), Sample(str(b), 1)]
+    pp = Preprocess(size=64)
+    shared = ImageDataset(samples, pp, True, AugmentConfig(), seed=0, view_key=[0, 0])
+    apart = ImageDataset(samples, pp, True, AugmentConfig(), seed=0)
+    for epoch in range(3):
+        shared.epoch = apart.epoch = epoch
+        assert torch.equal(shared[0][0], shared[1][0])
+    diffs = []
+    for epoch in range(3):
+        apart.epoch = epoch
+        diffs.append(not torch.equal(apart[0][0], apart[1][0]))
+    assert any(diffs)  # without the shared key the two draw their own views
+
+
+def test_npr_stem_removes_what_nearest_upsampling_explains():
+    stem = NPRStem()
+    x = torch.rand(1, 3, 8, 8)
+    blocky = x[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    assert torch.allclose(stem(blocky), torch.zeros_like(blocky))
+    assert stem(x).abs().sum() > 0
+    odd = torch.rand(1, 3, 7, 9)
+    assert stem(odd).shape == odd.shape  # odd sizes (whole-image inputs) keep their shape
+
+
+def _paired_manifest(root, n=10):
+    rows = []
+    for i in range(n):
+        real = make_image("real", size=80, seed=i)
+        twin = make_image("ai", size=80, seed=i)  # the "twin" shares the real's content and adds the trace
+        for kind, img, label in (("original", real, "real"), ("aligned_taef2", twin, "ai")):
+            p = save(img, root / f"{kind}_{i}.png")
+            split = "val" if i % 5 == 0 else "train"
+            rows.append(
+                {"path": p.name, "label": label, "group": f"g{i}", "box": "0,0,80,80", "split": split}
+            )
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+def test_manifest_box_column_is_read(tmp_path):
+    ds = load_dataset(_paired_manifest(tmp_path))
+    assert {s.box for s in ds.samples} == {"0,0,80,80"}
+    assert len(pair_units(ds.split("train"))) == len([s for s in ds.split("train") if s.label == REAL])
+
+
+def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path):
+    cfg = TrainConfig(
+        data=str(_paired_manifest(tmp_path / "data")),
+        out=str(tmp_path / "run"),
+        pretrained="none",
+        stem="npr",
+        pairs=True,
+        size=64,
+        epochs_head=1,
+        epochs=1,
+        batch_size=4,
+        workers=0,
+    )
+    ckpt = train(cfg, progress=False)
+    card = ModelCard.read(card_path_for(ckpt))
+    assert card.stem == "npr" and card.training["config"]["pairs"] is True
+    from aivsreal.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(ckpt)
+    assert isinstance(model.stem, NPRStem)
+    plain = create(card.backbone, pretrained="none", head=card.head)
+    plain.load_state_dict(model.state_dict(), strict=True)  # the stem has no weights: the card must say it
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert not torch.allclose(plain.eval()(x), model(x))
+
+
+def test_unknown_stem_is_refused():
+    with pytest.raises(ValueError, match="stem"):
+        TrainConfig(stem="fft").validate()
+    with pytest.raises(ValueError, match="stem"):
+        create("tf_mobilenetv3_small_100", pretrained="none", stem="fft")
+
+
+def test_npr_model_exports_to_onnx_with_the_same_scores(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from aivsreal.export import _write_onnx
+
+    torch.manual_seed(0)
+    model = create("tf_mobilenetv3_small_100", pretrained="none", stem="npr").eval()
+    card = ModelCard(backbone="tf_mobilenetv3_small_100", preprocess=Preprocess(size=64), stem="npr")
+    _write_onnx(model, card, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0].reshape(-1)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy().reshape(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
