@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import DEV, ROOT
 
-from aivsreal import cpu
+from aivsreal import cpu, registry
 from aivsreal.card import ModelCard, card_path_for
 from aivsreal.fsutil import sha256_file
 from aivsreal.runtime import DEFAULT_MODEL_DIR, Detector
@@ -147,3 +147,18 @@ def test_int8_agrees_with_fp32_as_its_card_promises(name):
     assert agreement >= promised - 0.005, (
         f"{name}: {agreement:.4f} < promised {promised:.4f}; {where(int8.card)}"
     )
+
+
+@pytest.mark.parametrize("name", sorted(registry.MODELS))
+def test_every_shipped_name_loads_its_own_model(name):
+    det = Detector.load(name)
+    assert det.model_id == name  # the registry and the card agree on what the file is
+    assert det.path.parent == DEFAULT_MODEL_DIR
+
+
+def test_default_alias_is_the_default_model_and_unknown_names_list_the_known_ones():
+    from aivsreal.onnx_card import ModelLoadError
+
+    assert Detector.load("default").model_id == Detector.load().model_id == registry.DEFAULT
+    with pytest.raises(ModelLoadError, match="aivsreal-default-v1"):
+        Detector.load("aivsreal-no-such-model")

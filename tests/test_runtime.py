@@ -234,3 +234,32 @@ def test_result_row_is_one_definition(det, tmp_path):
         assert tuple(p.row()) == ROW_COLUMNS
     assert bad.row()["error_kind"] == "not_found" and bad.row()["score"] is None
     assert ok.row()["score"] == ok.score and ok.row()["uncertain"] is ok.uncertain
+
+
+def test_the_card_names_the_view_set_every_door_scores_by_default(tiny_onnx, tmp_path):
+    """A card with ``preprocess.views: patches`` is scored from patches with no option given; an
+    explicit view set still wins. (The JS twin reads the same field: web/src/score.js.)"""
+    import dataclasses
+
+    from aivsreal.export import replace_card
+
+    onnx_copy = tmp_path / "patches.onnx"
+    shutil.copy(tiny_onnx, onnx_copy)
+    base = Detector.load(tiny_onnx)
+    card = ModelCard.from_dict(base.card.to_dict())
+    card.preprocess = dataclasses.replace(card.preprocess, views="patches")
+    replace_card(onnx_copy, card)
+    patched = Detector.load(onnx_copy)
+    img = make_image("real", size=200, seed=5)
+    want = base.predict(img, views="patches").score
+    assert patched.predict(img).score == pytest.approx(want, abs=1e-9)
+    assert list(patched.iter_predict([img]))[0].score == pytest.approx(want, abs=1e-9)
+    assert patched.predict(img, views="center").score == pytest.approx(base.predict(img).score, abs=1e-9)
+    assert base.predict(img).score != pytest.approx(want, abs=1e-9)  # the view sets do differ here
+
+
+def test_a_card_with_an_unknown_view_set_is_refused():
+    from aivsreal.card import CardError, Preprocess
+
+    with pytest.raises(CardError, match="view set"):
+        Preprocess(views="random")

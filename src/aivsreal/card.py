@@ -23,7 +23,9 @@ from .fsutil import (  # noqa: F401  (the rest are re-exported for code written 
     remove_stale_temp_files,
     sha256_file,
 )
-from .geometry import INTERPOLATIONS, POLICIES
+from .geometry import INTERPOLATIONS, POLICIES, VIEWS
+
+SCORING_VIEWS = tuple(v for v in VIEWS if v != "random")  # "random" is a training view only
 
 CARD_VERSION = 1
 LABELS = ("real", "ai")  # index 1 = positive class = AI-generated
@@ -51,6 +53,7 @@ class Preprocess:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    views: str = "center"  # the view set scoring uses when a caller names none (geometry.VIEWS)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -59,6 +62,8 @@ class Preprocess:
             )
         if self.interpolation not in INTERPOLATIONS:
             raise CardError(f"unknown interpolation {self.interpolation!r}")
+        if self.views not in SCORING_VIEWS:
+            raise CardError(f"unknown view set {self.views!r}; choose from {', '.join(SCORING_VIEWS)}")
         if not 16 <= int(self.size) <= 4096:
             raise CardError(f"input size {self.size} out of range")
         object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
@@ -230,6 +235,7 @@ PREPROCESS_SCHEMA: dict[str, Any] = {
     "std": _triple(True),  # a zero std divides by zero: every score would be NaN
     "interpolation": _str(INTERPOLATIONS),
     "crop_pct": _num(0.0, 1.0, hi_open=False),
+    "views": _str(SCORING_VIEWS),
 }
 CARD_SCHEMA: dict[str, Any] = {
     "backbone": _backbone,

@@ -309,7 +309,7 @@ def train(
 @app.command()
 def evaluate(
     model: Optional[str] = typer.Option(
-        None, help="Run dir, checkpoint (.safetensors) or ONNX; default model if omitted."
+        None, help="Shipped model name, run dir, checkpoint (.safetensors) or ONNX; default model if omitted."
     ),
     data: Path = typer.Option(..., help="Labelled collection to evaluate on."),
     split: str = typer.Option("test", help="train | val | test | all."),
@@ -371,7 +371,9 @@ def predict(
         ..., metavar="PATH", help="Image files, folders, globs, or '-' to read paths from stdin."
     ),
     model: Optional[str] = typer.Option(
-        None, metavar="MODEL", help="ONNX file, checkpoint or run dir (default: shipped model)."
+        None,
+        metavar="MODEL",
+        help="Shipped model name (aivsreal-default-v1 ...), ONNX file, checkpoint or run dir (default: the shipped default).",
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line on stdout."),
     csv_out: Optional[Path] = typer.Option(

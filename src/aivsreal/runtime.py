@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from . import decision
+from . import decision, registry
 from .card import CardError, ModelCard, card_path_for
 from .imageio import MAX_PIXELS, DecodeError, ImageSource, describe_source
 from .onnx_card import ModelLoadError, read_onnx_card
 from .preprocess import TIERS, decode_views, load_views
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models_dist"
-DEFAULT_MODEL_NAME = "default.onnx"
+DEFAULT_MODEL_DIR = registry.MODELS_DIR
+DEFAULT_MODEL_NAME = registry.MODELS[registry.DEFAULT]
 MODEL_ENV = "AIVSREAL_MODEL"
 MIN_SIDE = 32  # an image smaller than this on a side is scored but marked uncertain: too little to judge
 
@@ -240,6 +240,8 @@ class Detector:
         The weights' sha256 must match the card; a mismatch is refused.
         """
         p = Path(path) if path is not None else default_model_path()
+        if path is not None and not p.exists() and registry.resolve(str(path)) is not None:
+            p = registry.resolve(str(path))  # a shipped model's name: aivsreal-default-v1, default ...
         if p.is_dir():
             cands = [p / "model.onnx", p / "model.safetensors"]
             found = next((c for c in cands if c.is_file()), None)
@@ -247,7 +249,11 @@ class Detector:
                 raise ModelLoadError(f"{p}: no model.onnx or model.safetensors inside")
             p = found
         if not p.is_file():
-            hint = " (the default model is not installed; pass --model PATH)" if path is None else ""
+            hint = (
+                " (the default model is not installed; pass --model PATH)"
+                if path is None
+                else f" (nor a shipped model's name: {', '.join(registry.names())})"
+            )
             raise ModelLoadError(f"model file {p} not found{hint}")
         try:
             if p.suffix == ".onnx":
@@ -284,11 +290,13 @@ class Detector:
         *,
         name: str | None = None,
         tier: str = "clean",
-        views: str = "center",
+        views: str | None = None,
         max_pixels: int = MAX_PIXELS,
     ) -> Prepared:
-        """Decode once, degrade as ``tier`` says, cut the plan's ``views``; a bad input is a Prepared error."""
+        """Decode once, degrade as ``tier`` says, cut the plan's ``views`` (default: the card's view set);
+        a bad input is a Prepared error."""
         label = name if name is not None else describe_source(source)
+        views = views or self.pp.views
         try:
             x, size = decode_views(
                 source,
@@ -374,7 +382,7 @@ class Detector:
 
     def prepare(self, source: ImageSource, tier: str = "clean", tta: bool = False) -> list[np.ndarray]:
         """Decode and preprocess one source into its model input view(s). Raises DecodeError."""
-        return list(load_views(source, self.pp, tier=tier, views="tta" if tta else "center"))
+        return list(load_views(source, self.pp, tier=tier, views="tta" if tta else self.pp.views))
 
     def predict(
         self,
@@ -431,7 +439,7 @@ class Detector:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
         threshold = decision.check_threshold(threshold)
-        views = views or ("tta" if tta else "center")
+        views = views or ("tta" if tta else self.pp.views)
         workers = workers or max(1, min(4, os.cpu_count() or 1))
 
         def prep(src: Any) -> Prepared:

@@ -366,7 +366,7 @@ class Service:
     ) -> list[dict[str, Any]]:
         """Score every file through the Detector's stages in one model call; a bad file is an error item."""
         det = self.det
-        views = "tta" if tta else "center"
+        views = "tta" if tta else det.pp.views
         prepared = [
             det.preprocess(data, name=name, tier=tier, views=views, max_pixels=self.max_pixels)
             for name, data in files

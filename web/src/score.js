@@ -155,8 +155,10 @@ export class Scorer {
   }
 
   /** Score one image file; the result has the fields of ``aivsreal predict --json`` plus timings.
-   * ``views``: "center" (default) or "tta"/"patches", whose view logits are aggregated as in Python. */
-  async score(blob, name = blob?.name || "image", { views = "center", threshold = null } = {}) {
+   * ``views``: "center", "tta" or "patches" (default: the card's ``preprocess.views``, else "center"), whose
+   * view logits are aggregated as in Python. */
+  async score(blob, name = blob?.name || "image", { views = null, threshold = null } = {}) {
+    views = views || this.card.preprocess.views || "center";
     const t0 = performance.now();
     const decoded = await decodeImage(blob, this.card.preprocess, { views });
     const t1 = performance.now();

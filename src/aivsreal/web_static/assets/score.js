@@ -1,1 +1,1 @@
-import{a,b,c,d,e,f,g,h,i,j,k}from"./chunk-VVGUJGRQ.js";export{e as MAX_PIXELS,f as ScoreError,k as Scorer,a as aggregate,h as decodeImage,j as inputFromDecoded,i as inputsFromDecoded,b as scoreFromLogit,g as sniff,c as toInput,d as toInputs};
+import{a,b,c,d,e,f,g,h,i,j,k}from"./chunk-AYPHG6FX.js";export{e as MAX_PIXELS,f as ScoreError,k as Scorer,a as aggregate,h as decodeImage,j as inputFromDecoded,i as inputsFromDecoded,b as scoreFromLogit,g as sniff,c as toInput,d as toInputs};
