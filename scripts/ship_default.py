@@ -2,8 +2,9 @@
 
     python scripts/ship_default.py runs/default [--data ../shared/data/dev]
     python scripts/ship_default.py --int8-only [--data ../shared/data/dev]
+    python scripts/ship_default.py RUN --model-id aivsreal-default-v2 --name default-v2 [--data ...]
 
-Writes src/aivsreal/models_dist/default.onnx and default.int8.onnx, embeds the card (with the dev-test
+Writes src/aivsreal/models_dist/NAME.onnx and NAME.int8.onnx (NAME ``default`` for v1), embeds the card (with the dev-test
 metrics measured here) in both, writes their sidecar cards (sha256) and default.metrics.json (the full
 evaluation: tiers, per source, calibration, int8 agreement) that MODEL_CARD.md quotes. ``--int8-only``
 re-quantises the shipped default.onnx with the current int8 recipe (no training run needed) and
@@ -26,21 +27,23 @@ from aivsreal.metrics import ece, sigmoid
 from aivsreal.runtime import Detector
 
 DIST = Path(__file__).resolve().parents[1] / "src" / "aivsreal" / "models_dist"
-MODEL_ID = "aivsreal-default-v1"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", nargs="?", help="training run to export (not with --int8-only)")
     ap.add_argument("--data", default="../shared/data/dev")
-    ap.add_argument("--int8-only", action="store_true", help="re-quantise the shipped default.onnx only")
+    ap.add_argument("--int8-only", action="store_true", help="re-quantise the shipped NAME.onnx only")
+    ap.add_argument("--model-id", default="aivsreal-default-v1", help="the card's model_id (registry name)")
+    ap.add_argument("--name", default="default", help="file stem in models_dist")
     a = ap.parse_args()
     if bool(a.run) == a.int8_only:
         ap.error("give a training run, or --int8-only")
     DIST.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = DIST / "default.onnx", DIST / "default.int8.onnx"
+    fp32, int8 = DIST / f"{a.name}.onnx", DIST / f"{a.name}.int8.onnx"
+    metrics_file = DIST / f"{a.name}.metrics.json"
     if a.int8_only:
-        out: dict = json.loads((DIST / "default.metrics.json").read_text())
+        out: dict = json.loads(metrics_file.read_text())
         card = Detector.load(fp32).card
         x, _ = _sample_inputs(
             card, a.data, 128
@@ -51,10 +54,10 @@ def main() -> None:
             "onnx": str(int8.name),
             "bytes": int8.stat().st_size,
             "size_ratio": int8.stat().st_size / fp32.stat().st_size,
-            "note": "re-quantised from default.onnx by ship_default.py --int8-only; see int8_vs_fp32",
+            "note": f"re-quantised from {fp32.name} by ship_default.py --int8-only; see int8_vs_fp32",
         }
     else:
-        out = {"export": export_model(a.run, DIST, int8=True, name="default", n_check=32, n_calib=128)}
+        out = {"export": export_model(a.run, DIST, int8=True, name=a.name, n_check=32, n_calib=128)}
     for name, path in (("fp32", fp32), ("int8", int8)):
         det = Detector.load(path)
         res = evaluate(None, a.data, split="test", detector=det)
@@ -77,7 +80,7 @@ def main() -> None:
         if a.int8_only and key == "fp32":
             continue  # the fp32 file and its card stay byte-identical
         card = Detector.load(path).card
-        card.model_id = MODEL_ID + ("-int8" if key == "int8" else "")
+        card.model_id = a.model_id + ("-int8" if key == "int8" else "")
         r = out[key]
         card.metrics["dev_test"] = {
             t: {
@@ -87,9 +90,10 @@ def main() -> None:
             for t in r["tiers"]
         }
         card.metrics["dev_test"]["ece_uncalibrated"] = r["ece_uncalibrated"]
-        card.training["data"] = "../shared/data/dev (see MODEL_CARD.md)"
+        if a.model_id == "aivsreal-default-v1":
+            card.training["data"] = "../shared/data/dev (see MODEL_CARD.md)"
         replace_card(path, card)
-    atomic_write_text(DIST / "default.metrics.json", json.dumps(out, indent=2, default=float))
+    atomic_write_text(metrics_file, json.dumps(out, indent=2, default=float))
     print(json.dumps({k: out[k] for k in ("export", "int8_vs_fp32")}, indent=2, default=float))
     for t, m in out["fp32"]["tiers"].items():
         print(

@@ -120,7 +120,36 @@ def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
     return Detector.load(path, verify=False).forward(x)
 
 
-def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
+INT8_RULE_PARTS = ("stem", "head", "se", "dw")
+
+
+def int8_exclusions(fp32: Path, rule: str) -> list[str]:
+    """Names of the Conv/Gemm nodes a rule keeps in fp32: ``none``, or ``+``-joined parts of
+    :data:`INT8_RULE_PARTS`: ``stem`` (the first conv), ``head`` (the last conv and the classifier),
+    ``se`` (squeeze-excite convs), ``dw`` (depthwise convs)."""
+    import onnx
+
+    parts = [] if rule in ("", "none") else rule.split("+")
+    unknown = set(parts) - set(INT8_RULE_PARTS)
+    if unknown:
+        raise ValueError(f"unknown int8 rule part(s) {sorted(unknown)}; choose from {INT8_RULE_PARTS}")
+    nodes = [
+        n for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.op_type in ("Conv", "Gemm")
+    ]
+    out: list[str] = []
+    for k, n in enumerate(nodes):
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if (
+            ("stem" in parts and k == 0)
+            or ("head" in parts and k >= len(nodes) - 2)
+            or ("se" in parts and "/se/" in n.name)
+            or ("dw" in parts and group > 1)
+        ):
+            out.append(n.name)
+    return out
+
+
+def quantize_int8(fp32: Path, out: Path, calib: np.ndarray, exclude: list[str] | None = None) -> None:
     """Static QDQ int8 calibrated on ``calib`` images: Conv/Gemm only (per-channel weights, uint8
     activations with 99.99th-percentile ranges). On the default MobileNetV3-Small this kept more decisions
     than quantizing every op with min-max (94.0 % vs 92.4 % of dev test images) at a smaller file.
@@ -129,7 +158,8 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
     (AVX2, AVX-512 core) sum pairs of u8×s8 products in int16, which saturates for 8-bit weights, so the
     same file gave other decisions there than on VNNI CPUs (dev clean balanced accuracy 0.695 vs 0.709).
     With |w| ≤ 64 no pair can overflow, every kernel path computes the same integers, and
-    ``scripts/int8_isa_spread.py`` measures what remains (rounding order) into the card."""
+    ``scripts/int8_isa_spread.py`` measures what remains (rounding order) into the card. ``exclude`` names
+    nodes kept in fp32 (:func:`int8_exclusions`; ``scripts/int8_search.py`` compares the rules)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -162,6 +192,7 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["Conv", "Gemm"],
+                nodes_to_exclude=list(exclude or []),
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": 99.99},
             )
