@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from aivsreal.evaluate import evaluate, public
-from aivsreal.export import _finish, _sample_inputs, export_model, quantize_int8, replace_card
+from aivsreal.export import (
+    _finish,
+    _sample_inputs,
+    export_model,
+    int8_exclusions,
+    quantize_int8,
+    replace_card,
+)
 from aivsreal.fsutil import atomic_write_text
 from aivsreal.metrics import ece, sigmoid
 from aivsreal.runtime import Detector
@@ -36,6 +43,7 @@ def main() -> None:
     ap.add_argument("--int8-only", action="store_true", help="re-quantise the shipped NAME.onnx only")
     ap.add_argument("--model-id", default="aivsreal-default-v1", help="the card's model_id (registry name)")
     ap.add_argument("--name", default="default", help="file stem in models_dist")
+    ap.add_argument("--int8-rule", default="none", help="layers kept in fp32 (scripts/int8_search.py)")
     a = ap.parse_args()
     if bool(a.run) == a.int8_only:
         ap.error("give a training run, or --int8-only")
@@ -48,7 +56,7 @@ def main() -> None:
         x, _ = _sample_inputs(
             card, a.data, 128
         )  # the calibration pool export_model draws (train split, seed 0)
-        quantize_int8(fp32, int8, x)
+        quantize_int8(fp32, int8, x, exclude=int8_exclusions(fp32, a.int8_rule))
         _finish(card, int8)
         out["export"]["int8"] = {  # the calibration-pool checks of export_model need the checkpoint
             "onnx": str(int8.name),
@@ -57,7 +65,11 @@ def main() -> None:
             "note": f"re-quantised from {fp32.name} by ship_default.py --int8-only; see int8_vs_fp32",
         }
     else:
-        out = {"export": export_model(a.run, DIST, int8=True, name=a.name, n_check=32, n_calib=128)}
+        out = {
+            "export": export_model(
+                a.run, DIST, int8=True, name=a.name, n_check=32, n_calib=128, int8_rule=a.int8_rule
+            )
+        }
     for name, path in (("fp32", fp32), ("int8", int8)):
         det = Detector.load(path)
         res = evaluate(None, a.data, split="test", detector=det)

@@ -152,3 +152,29 @@ def test_npr_model_exports_to_onnx_with_the_same_scores(tmp_path):
     with torch.inference_mode():
         want = model(torch.from_numpy(x)).numpy().reshape(-1)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_rules_keep_the_named_layers_in_fp32(tiny_onnx, tiny_data, tmp_path):
+    import onnx
+
+    from aivsreal.export import _sample_inputs, int8_exclusions, quantize_int8
+
+    card = ModelCard.read(card_path_for(tiny_onnx))
+    nodes = [n for n in onnx.load(str(tiny_onnx)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert int8_exclusions(tiny_onnx, "none") == []
+    assert int8_exclusions(tiny_onnx, "stem") == [nodes[0].name]
+    assert int8_exclusions(tiny_onnx, "head") == [n.name for n in nodes[-2:]]
+    dw = int8_exclusions(tiny_onnx, "dw")
+    assert dw and all(next(a.i for a in n.attribute if a.name == "group") > 1 for n in nodes if n.name in dw)
+    with pytest.raises(ValueError, match="unknown int8 rule"):
+        int8_exclusions(tiny_onnx, "stem+bogus")
+    x, _ = _sample_inputs(card, str(tiny_data), 8)
+    out = tmp_path / "q.onnx"
+    quantize_int8(tiny_onnx, out, x, exclude=int8_exclusions(tiny_onnx, "stem+head"))
+    q = onnx.load(str(out))
+    by_name = {n.name: n for n in q.graph.node}
+    for name in int8_exclusions(tiny_onnx, "stem+head"):  # still float: its weight is no DequantizeLinear output
+        w = by_name[name].input[1]
+        assert not any(n.op_type == "DequantizeLinear" and w in n.output for n in q.graph.node)
+    quantized = by_name[nodes[1].name].input[1]  # and a layer the rule does not name is quantised
+    assert any(n.op_type == "DequantizeLinear" and quantized in n.output for n in q.graph.node)

@@ -610,12 +610,20 @@ def export(
     ),
     fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx | tflite."),
     name: str = typer.Option("model", help="File stem of the exported files."),
+    int8_rule: str = typer.Option(
+        "none",
+        metavar="RULE",
+        help="Layers the int8 file keeps in fp32: none, or +-joined stem, head, se, dw "
+        "(scripts/int8_search.py compares them).",
+    ),
 ) -> None:
     """Export to ONNX (opset 17, dynamic batch, card in metadata) and verify against torch."""
     from .export import export_model
 
     try:
-        report = export_model(model, out, int8=int8, calib=calib, fmt=fmt.value, name=name)
+        report = export_model(
+            model, out, int8=int8, calib=calib, fmt=fmt.value, name=name, int8_rule=int8_rule
+        )
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))
     typer.echo(json.dumps(report, indent=2, default=float))

@@ -214,8 +214,10 @@ def export_model(
     name: str = "model",
     n_check: int = 16,
     n_calib: int = 64,
+    int8_rule: str = "none",
 ) -> dict[str, Any]:
-    """Export and verify; returns a report (parity, int8 agreement, file sizes)."""
+    """Export and verify; returns a report (parity, int8 agreement, file sizes). ``int8_rule`` names the
+    layers kept in fp32 (:func:`int8_exclusions`)."""
     net, card, _ = load_checkpoint(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +245,8 @@ def export_model(
     }
     if int8:
         qpath = out / f"{name}.int8.onnx"
-        quantize_int8(path, qpath, x[:n_calib])
+        kept = int8_exclusions(path, int8_rule)
+        quantize_int8(path, qpath, x[:n_calib], exclude=kept)
         _finish(card, qpath)
         q = _ort_logits(qpath, x)
         thr = card.threshold
@@ -255,6 +258,8 @@ def export_model(
             "decision_agreement": float(np.mean(is_ai(p32, thr) == is_ai(p8, thr))),
             "max_abs_logit_diff": float(np.max(np.abs(q - got))),
             "images": int(len(x)),
+            "fp32_rule": int8_rule,
+            "fp32_nodes": len(kept),
             "note": "agreement measured on calibration-pool images; see evaluate for held-out data",
         }
         if y is not None and len(np.unique(y)) == 2:
