@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import ROOT, WEIGHTS, make_image, save
+from hostile import run_cli
 
 from aivsreal.protocol import runner
 from aivsreal.protocol.pool import ProtocolError, build_test_pool, read_manifest
@@ -367,3 +368,30 @@ def test_score_cli_on_the_shipped_onnx_model(corpus, tmp_path):
     assert len(lines) == 2 and json.loads(lines[0])["model"] == "earlier"  # appended, not rewritten
     assert json.loads(lines[1])["reason"] == "test" and json.loads(lines[1])["model"] == "aivsreal-default-v1"
     assert "## External check set" in (tmp_path / "s" / "protocol.md").read_text()
+
+
+def test_compare_puts_candidates_side_by_side(tmp_path):
+    from aivsreal.protocol.report import compare, compare_rows
+
+    def res(auc: float, twin: float) -> dict:
+        return {
+            "parts": {
+                "test": {
+                    "all": {"clean": {"roc_auc": auc}},
+                    "families": {"gan": {"clean": {"roc_auc": auc}}},
+                },
+                "pairs": {"summary": {"clean": {"twin": {"roc_auc": twin}, "twin_jpeg90": {"roc_auc": 0.5}}}},
+            }
+        }
+
+    assert compare_rows(res(0.7, 0.6))["pairs twin roc_auc"] == 0.6
+    table = compare({"a": res(0.7, 0.6), "b": {"parts": {}}})
+    lines = table.splitlines()
+    assert lines[0] == "| figure (clean) | a | b |"
+    assert "| test all roc_auc | 0.700 | – |" in lines
+    assert "| test gan roc_auc | 0.700 | – |" in lines
+    assert "| pairs twin_jpeg90 roc_auc | 0.500 | – |" in lines
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "protocol.json").write_text(json.dumps(res(0.8, 0.9)))
+    r = run_cli(["protocol", "compare", str(tmp_path / "a"), str(tmp_path / "missing.json")])
+    assert r.rc != 0 and "missing.json" in r.stderr

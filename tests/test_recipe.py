@@ -173,7 +173,9 @@ def test_int8_rules_keep_the_named_layers_in_fp32(tiny_onnx, tiny_data, tmp_path
     quantize_int8(tiny_onnx, out, x, exclude=int8_exclusions(tiny_onnx, "stem+head"))
     q = onnx.load(str(out))
     by_name = {n.name: n for n in q.graph.node}
-    for name in int8_exclusions(tiny_onnx, "stem+head"):  # still float: its weight is no DequantizeLinear output
+    for name in int8_exclusions(
+        tiny_onnx, "stem+head"
+    ):  # still float: its weight is no DequantizeLinear output
         w = by_name[name].input[1]
         assert not any(n.op_type == "DequantizeLinear" and w in n.output for n in q.graph.node)
     quantized = by_name[nodes[1].name].input[1]  # and a layer the rule does not name is quantised

@@ -99,3 +99,23 @@ def plan(
 ) -> None:
     """Print what a run would train and score (per held-out family and group), with the leak check."""
     _go("plan", protocol, manifest=manifest, out=Path("."), parts=[], external=external, progress=False)
+
+
+@app.command("compare")
+def compare(
+    results: list[Path] = typer.Argument(..., help="protocol.json files (or the folders holding them)."),
+    tier: str = typer.Option("clean", help="clean | web | hard."),
+) -> None:
+    """Print candidates' headline figures side by side (markdown), one column per protocol.json."""
+    import json
+
+    from .report import compare as table
+
+    loaded = {}
+    for r in results:
+        f = r / "protocol.json" if r.is_dir() else r
+        try:
+            loaded[f.parent.name or str(f)] = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            _fail(f"{f}: cannot read a protocol.json: {e}")
+    typer.echo(table(loaded, tier), nl=False)

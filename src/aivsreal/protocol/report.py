@@ -130,3 +130,53 @@ def markdown(res: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def compare_rows(res: dict[str, Any], tier: str = "clean") -> dict[str, Any]:
+    """The headline figures of one protocol.json, flat: what ``protocol compare`` puts side by side."""
+    p = res.get("parts", {})
+    row: dict[str, Any] = {}
+    for k in ("roc_auc", "balanced_accuracy", "specificity", "recall"):
+        row[f"test all {k}"] = _get(p, "test", "all", tier, k)
+    for fam, v in sorted((_get(p, "test", "families") or {}).items()):
+        row[f"test {fam} roc_auc"] = _get(v, tier, "roc_auc")
+    row["pairs twin roc_auc"] = _get(p, "pairs", "summary", tier, "twin", "roc_auc")
+    row["pairs twin pair_order"] = _get(p, "pairs", "summary", tier, "twin", "pair_order")
+    jpeg = next((k for k in (_get(p, "pairs", "summary", tier) or {}) if k.startswith("twin_jpeg")), None)
+    if jpeg:
+        row[f"pairs {jpeg} roc_auc"] = _get(p, "pairs", "summary", tier, jpeg, "roc_auc")
+    for k in ("balanced_accuracy", "roc_auc", "specificity", "recall"):
+        row[f"external {k}"] = _get(p, "external", "summary", tier, "all", k)
+    row["external web drop bal.acc"] = _get(
+        p, "external", "summary", "web", "drop_vs_clean", "balanced_accuracy"
+    )
+    for part, key in (("lofo", "mean"), ("lorgo", "min")):
+        for k in ("balanced_accuracy", "roc_auc", "specificity"):
+            v = _get(p, part, key, k)
+            if v is not None:
+                row[f"{part} {key} {k}"] = v
+    return row
+
+
+def compare(results: dict[str, dict[str, Any]], tier: str = "clean") -> str:
+    """A markdown table: one column per named protocol.json, one row per headline figure (``tier``)."""
+    rows = {name: compare_rows(r, tier) for name, r in results.items()}
+    keys: list[str] = []
+    for r in rows.values():
+        keys += [k for k in r if k not in keys]
+    names = list(rows)
+    lines = [
+        f"| figure ({tier}) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(_f(rows[n].get(k)) for n in names) + " |")
+    return "\n".join(lines) + "\n"
