@@ -26,6 +26,7 @@ from .fsutil import (  # noqa: F401  (the rest are re-exported for code written 
 from .geometry import INTERPOLATIONS, POLICIES, VIEWS
 
 SCORING_VIEWS = tuple(v for v in VIEWS if v != "random")  # "random" is a training view only
+STEMS = ("none", "npr")  # input stems inside the graph before the backbone (models.NPRStem)
 
 CARD_VERSION = 1
 LABELS = ("real", "ai")  # index 1 = positive class = AI-generated
@@ -82,7 +83,7 @@ class ModelCard:
     backbone: str
     preprocess: Preprocess = field(default_factory=Preprocess)
     head: str = "linear"
-    stem: str = "none"  # input stem inside the graph before the backbone (models.STEMS): none | npr
+    stem: str = "none"  # input stem inside the graph before the backbone (STEMS): none | npr
     labels: tuple[str, str] = LABELS
     threshold: float = 0.5
     uncertain_band: float = 0.1  # scores within threshold ± band are flagged uncertain
@@ -241,7 +242,7 @@ CARD_SCHEMA: dict[str, Any] = {
     "backbone": _backbone,
     "preprocess": _mapping,
     "head": _str(nonempty=True),
-    "stem": _str(("none", "npr")),
+    "stem": _str(STEMS),
     "labels": _labels,
     "threshold": _num(0.0, 1.0),
     "uncertain_band": _num(0.0, 0.5, lo_open=False),

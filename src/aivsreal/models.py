@@ -15,10 +15,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .card import Preprocess
+from .card import STEMS, Preprocess
 
 HEADS = ("linear", "notebook")
-STEMS = ("none", "npr")
 WEIGHTS_ENV = "AIVSREAL_WEIGHTS_DIR"
 
 
