@@ -2,6 +2,7 @@
 
     python scripts/ship_default.py runs/default [--data ../shared/data/dev]
     python scripts/ship_default.py --int8-only [--data ../shared/data/dev]
+    python scripts/ship_default.py --fp16-weights-only   # store the shipped NAME.onnx's weights as float16
     python scripts/ship_default.py RUN --model-id aivsreal-default-v2 --name default-v2 [--data ...]
 
 Writes src/aivsreal/models_dist/NAME.onnx and NAME.int8.onnx (NAME ``default`` for v1), embeds the card (with the dev-test
@@ -23,8 +24,10 @@ import numpy as np
 from aivsreal.evaluate import evaluate, public
 from aivsreal.export import (
     _finish,
+    _ort_logits,
     _sample_inputs,
     export_model,
+    finish_fp16_weights,
     int8_exclusions,
     quantize_int8,
     replace_card,
@@ -44,13 +47,24 @@ def main() -> None:
     ap.add_argument("--model-id", default="aivsreal-default-v1", help="the card's model_id (registry name)")
     ap.add_argument("--name", default="default", help="file stem in models_dist")
     ap.add_argument("--int8-rule", default="none", help="layers kept in fp32 (scripts/int8_search.py)")
+    ap.add_argument(
+        "--fp16-weights-only",
+        action="store_true",
+        help="store the shipped NAME.onnx's weights as float16 (half the file) and re-measure it; int8 untouched",
+    )
     a = ap.parse_args()
-    if bool(a.run) == a.int8_only:
-        ap.error("give a training run, or --int8-only")
+    if bool(a.run) == (a.int8_only or a.fp16_weights_only) or (a.int8_only and a.fp16_weights_only):
+        ap.error("give a training run, or one of --int8-only, --fp16-weights-only")
     DIST.mkdir(parents=True, exist_ok=True)
     fp32, int8 = DIST / f"{a.name}.onnx", DIST / f"{a.name}.int8.onnx"
     metrics_file = DIST / f"{a.name}.metrics.json"
-    if a.int8_only:
+    if a.fp16_weights_only:
+        out = json.loads(metrics_file.read_text())
+        card = Detector.load(fp32).card
+        x, _ = _sample_inputs(card, a.data, 128)
+        out["export"]["fp16_weights"] = finish_fp16_weights(fp32, card, x, _ort_logits(fp32, x))
+        out["export"]["bytes"] = fp32.stat().st_size
+    elif a.int8_only:
         out: dict = json.loads(metrics_file.read_text())
         card = Detector.load(fp32).card
         x, _ = _sample_inputs(
@@ -67,7 +81,14 @@ def main() -> None:
     else:
         out = {
             "export": export_model(
-                a.run, DIST, int8=True, name=a.name, n_check=32, n_calib=128, int8_rule=a.int8_rule
+                a.run,
+                DIST,
+                int8=True,
+                name=a.name,
+                n_check=32,
+                n_calib=128,
+                int8_rule=a.int8_rule,
+                fp16_weights=True,
             )
         }
     for name, path in (("fp32", fp32), ("int8", int8)):
@@ -85,12 +106,15 @@ def main() -> None:
         "decision_agreement_test": float(np.mean((y32 >= thr) == (y8 >= thr))),
         "roc_auc_drop_points": 100 * (out["fp32"]["roc_auc"] - out["int8"]["roc_auc"]),
         "size_ratio": int8.stat().st_size / fp32.stat().st_size,
+        # against the float32 file: what the ≤ 30 % target means (the fp32 file stores float16 weights)
+        "size_ratio_to_float32": int8.stat().st_size
+        / out["export"].get("fp16_weights", {}).get("float32_bytes", fp32.stat().st_size),
     }
     for k in ("fp32", "int8"):
         out[k].pop("_scores")
     for path, key in ((fp32, "fp32"), (int8, "int8")):
-        if a.int8_only and key == "fp32":
-            continue  # the fp32 file and its card stay byte-identical
+        if (a.int8_only and key == "fp32") or (a.fp16_weights_only and key == "int8"):
+            continue  # the file not re-made and its card stay byte-identical
         card = Detector.load(path).card
         card.model_id = a.model_id + ("-int8" if key == "int8" else "")
         r = out[key]

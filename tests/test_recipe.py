@@ -14,6 +14,7 @@ from aivsreal.augment import AugmentConfig  # noqa: E402
 from aivsreal.card import ModelCard, Preprocess, card_path_for  # noqa: E402
 from aivsreal.data import REAL, Sample, load_dataset  # noqa: E402
 from aivsreal.models import NPRStem, create  # noqa: E402
+from aivsreal.runtime import Detector  # noqa: E402
 from aivsreal.train import ImageDataset, TrainConfig, UnitBatchSampler, pair_units, train  # noqa: E402
 
 
@@ -180,3 +181,39 @@ def test_int8_rules_keep_the_named_layers_in_fp32(tiny_onnx, tiny_data, tmp_path
         assert not any(n.op_type == "DequantizeLinear" and w in n.output for n in q.graph.node)
     quantized = by_name[nodes[1].name].input[1]  # and a layer the rule does not name is quantised
     assert any(n.op_type == "DequantizeLinear" and quantized in n.output for n in q.graph.node)
+
+
+def test_float16_weights_halve_the_file_keep_the_scores_and_expand_exactly(tiny_onnx, tiny_data, tmp_path):
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from aivsreal.export import _ort_logits, _sample_inputs, expand_fp16_weights, finish_fp16_weights
+
+    path = tmp_path / "m.onnx"
+    shutil.copy(tiny_onnx, path)
+    card = ModelCard.read(card_path_for(tiny_onnx))
+    x, _ = _sample_inputs(card, str(tiny_data), 8)
+    ref = _ort_logits(path, x)
+    before = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    rep = finish_fp16_weights(path, card, x, ref)
+    assert rep["tensors"] > 0 and rep["bytes"] < 0.6 * rep["float32_bytes"]
+    assert rep["max_abs_logit_diff"] == pytest.approx(float(np.max(np.abs(_ort_logits(path, x) - ref))))
+    det = Detector.load(path)  # the sidecar sha256 and the embedded card agree with the new file
+    assert det.card.extra["weights_storage"].startswith("float16")
+    back = {
+        i.name: numpy_helper.to_array(i) for i in expand_fp16_weights(onnx.load(str(path))).graph.initializer
+    }
+    assert set(back) == set(before)
+    for name, w in before.items():  # each weight is its float16 rounding, or untouched when kept float32
+        assert back[name].dtype == np.float32
+        assert np.array_equal(back[name], w) or np.array_equal(
+            back[name], w.astype(np.float16).astype(np.float32)
+        )
+    assert any(not np.array_equal(back[n], before[n]) for n in before)
+    from aivsreal.export import quantize_int8
+
+    q = tmp_path / "q.onnx"
+    quantize_int8(path, q, x)  # int8 from a float16-stored file: its weights are expanded first
+    assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(q)).graph.node)

@@ -616,13 +616,25 @@ def export(
         help="Layers the int8 file keeps in fp32: none, or +-joined stem, head, se, dw "
         "(scripts/int8_search.py compares them).",
     ),
+    fp16_weights: bool = typer.Option(
+        False,
+        "--fp16-weights",
+        help="Store the ONNX file's weights as float16 (half the size, float32 compute).",
+    ),
 ) -> None:
     """Export to ONNX (opset 17, dynamic batch, card in metadata) and verify against torch."""
     from .export import export_model
 
     try:
         report = export_model(
-            model, out, int8=int8, calib=calib, fmt=fmt.value, name=name, int8_rule=int8_rule
+            model,
+            out,
+            int8=int8,
+            calib=calib,
+            fmt=fmt.value,
+            name=name,
+            int8_rule=int8_rule,
+            fp16_weights=fp16_weights,
         )
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))

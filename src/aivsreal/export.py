@@ -30,6 +30,7 @@ from .preprocess import load_views
 
 OPSET = 17
 PARITY_TOL = 1e-4
+FP16_WEIGHTS_TOL = 0.1  # max |Δlogit| from rounding the stored weights (v1: 0.057); a broken file is far off
 
 
 def _sample_inputs(card: ModelCard, calib: str | os.PathLike | None, n: int, seed: int = 0):
@@ -87,6 +88,72 @@ def _write_onnx(model: torch.nn.Module, card: ModelCard, path: Path) -> None:
         set_card(m, card)
         onnx.checker.check_model(m)
         _atomic_onnx_save(m, path)
+
+
+FP16_SUFFIX = "__fp16"
+
+
+def store_weights_fp16(path: Path, out: Path | None = None, min_elements: int = 16) -> int:
+    """Store the float32 weights of an ONNX file as float16 beside a Cast back to float32, in place.
+
+    The graph still computes in float32 (every runtime, ONNX Runtime Web included, runs it unchanged); only
+    the stored weights are rounded, which halves the file. Small tensors (biases, shapes) stay float32.
+    ``out`` writes there instead of in place. Returns how many tensors were converted."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    kept, casts = [], []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init) if init.data_type == onnx.TensorProto.FLOAT else None
+        half = arr.astype(np.float16) if arr is not None and arr.size >= min_elements else None
+        if half is None or not np.all(np.isfinite(half)):
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, init.name + FP16_SUFFIX))
+        casts.append(
+            helper.make_node(
+                "Cast",
+                [init.name + FP16_SUFFIX],
+                [init.name],
+                to=onnx.TensorProto.FLOAT,
+                name=f"{init.name}/cast",
+            )
+        )
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    nodes = casts + list(g.node)  # the casts first: the graph stays topologically sorted
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.checker.check_model(m)
+    _atomic_onnx_save(m, out or path)
+    return len(casts)
+
+
+def expand_fp16_weights(m: Any) -> Any:
+    """The inverse of :func:`store_weights_fp16` on a loaded model (exact: float16 → float32 is lossless),
+    so tools that need weights as initializers (int8 quantisation) see a plain float32 graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    halves = {i.name: i for i in m.graph.initializer if i.name.endswith(FP16_SUFFIX)}
+    cast_of = {
+        n.input[0]: n for n in m.graph.node if n.op_type == "Cast" and n.input and n.input[0] in halves
+    }
+    if not cast_of:
+        return m
+    inits = [i for i in m.graph.initializer if i.name not in cast_of]
+    for name, node in cast_of.items():
+        arr = numpy_helper.to_array(halves[name]).astype(np.float32)
+        inits.append(numpy_helper.from_array(arr, node.output[0]))
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(inits)
+    nodes = [n for n in m.graph.node if not (n.op_type == "Cast" and n.input and n.input[0] in cast_of)]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    onnx.checker.check_model(m)
+    return m
 
 
 def _atomic_onnx_save(m: Any, path: Path) -> None:
@@ -180,7 +247,9 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray, exclude: list[str] |
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         q = Path(td) / "q.onnx"
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        plain = Path(td) / "fp32.onnx"
+        onnx.save(expand_fp16_weights(onnx.load(str(fp32))), str(plain))  # weights as initializers
+        quant_pre_process(str(plain), str(pre), skip_symbolic_shape=True)
         with contextlib.redirect_stdout(sys.stderr):  # the percentile calibrator prints progress
             quantize_static(
                 str(pre),
@@ -215,9 +284,11 @@ def export_model(
     n_check: int = 16,
     n_calib: int = 64,
     int8_rule: str = "none",
+    fp16_weights: bool = False,
 ) -> dict[str, Any]:
     """Export and verify; returns a report (parity, int8 agreement, file sizes). ``int8_rule`` names the
-    layers kept in fp32 (:func:`int8_exclusions`)."""
+    layers kept in fp32 (:func:`int8_exclusions`); ``fp16_weights`` stores the fp32 file's weights as float16
+    (:func:`store_weights_fp16`: half the size, float32 compute), after int8 was calibrated on the exact graph."""
     net, card, _ = load_checkpoint(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,4 +336,29 @@ def export_model(
         if y is not None and len(np.unique(y)) == 2:
             report["int8"]["roc_auc_fp32"] = roc_auc(y, p32)
             report["int8"]["roc_auc_int8"] = roc_auc(y, p8)
+    if fp16_weights:
+        report["fp16_weights"] = finish_fp16_weights(path, card, x, ref)
+        report["bytes"] = path.stat().st_size
     return report
+
+
+def finish_fp16_weights(path: Path, card: ModelCard, x: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """Store ``path``'s weights as float16, check the logits against ``ref`` and record it in the card."""
+    before = path.stat().st_size
+    with tempfile.TemporaryDirectory(dir=path.parent) as td:  # checked before it replaces the file
+        tmp = Path(td) / path.name
+        n = store_weights_fp16(path, out=tmp)
+        delta = float(np.max(np.abs(_ort_logits(tmp, x) - ref)))
+        if delta > FP16_WEIGHTS_TOL:
+            raise RuntimeError(f"float16 weights moved a logit by {delta:.2e} > {FP16_WEIGHTS_TOL}")
+        card.extra["weights_storage"] = "float16 (computed in float32)"
+        replace_card(tmp, card)
+        os.replace(tmp, path)
+    _finish(card, path)
+    return {
+        "tensors": n,
+        "max_abs_logit_diff": delta,
+        "images": int(len(x)),
+        "float32_bytes": before,
+        "bytes": path.stat().st_size,
+    }
