@@ -240,8 +240,9 @@ class Detector:
         The weights' sha256 must match the card; a mismatch is refused.
         """
         p = Path(path) if path is not None else default_model_path()
-        if path is not None and not p.exists() and registry.resolve(str(path)) is not None:
-            p = registry.resolve(str(path))  # a shipped model's name: aivsreal-default-v1, default ...
+        named = registry.resolve(str(path)) if path is not None and not p.exists() else None
+        if named is not None:  # a shipped model's name: aivsreal-default-v1, default ...
+            p = named
         if p.is_dir():
             cands = [p / "model.onnx", p / "model.safetensors"]
             found = next((c for c in cands if c.is_file()), None)

@@ -111,6 +111,8 @@ def compare(
 
     from .report import compare as table
 
+    if tier not in ("clean", "web", "hard"):
+        _fail(f"unknown tier {tier!r}; choose from clean, web, hard")
     loaded = {}
     for r in results:
         f = r / "protocol.json" if r.is_dir() else r
