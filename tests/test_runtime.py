@@ -225,6 +225,22 @@ def test_overlapped_pipeline_matches_the_serial_one_in_order(tiny_onnx, tmp_path
     assert got == want and got[5].error["kind"] == "not_found"
 
 
+def test_the_last_batches_are_split_over_the_forward_threads(tiny_onnx, tmp_path, monkeypatch):
+    """With two cores, 20 files at batch size 16 run as two batches of 10, not 16 + 4 on one thread."""
+    import aivsreal.runtime as rt
+
+    monkeypatch.setattr(rt, "_cores", lambda: 2)
+    files = [str(save(make_image("ai", 70, i), tmp_path / f"{i:02d}.png")) for i in range(20)]
+    det = Detector.load(tiny_onnx)
+    single = det.backend.single_thread()
+    sizes: list[int] = []
+    real = single.logits
+    monkeypatch.setattr(single, "logits", lambda x: sizes.append(len(x)) or real(x))
+    preds = list(det.iter_predict(files, batch_size=16, workers=2))
+    assert [p.source for p in preds] == files and all(p.ok for p in preds)
+    assert sorted(sizes) == [10, 10]
+
+
 def test_result_row_is_one_definition(det, tmp_path):
     from aivsreal.runtime import ROW_COLUMNS
 

@@ -328,27 +328,43 @@ def _end_to_end(
     views: str = "center",
 ) -> dict[str, Any]:
     """``Detector.iter_predict`` over the folder (as ``aivsreal predict`` runs it) vs the bound of
-    decode and model sharing the cores; ``region_decode``/``overlap``/``views`` select the variant."""
+    decode and model sharing the cores; ``region_decode``/``overlap``/``views`` select the variant.
+
+    Each pass measures the single-thread costs just before and just after the pipeline and takes their
+    mean, so a shared machine's drifting speed moves bound and pipeline alike; the pass with the median
+    ratio is reported (every pass's ratio beside it)."""
     det = Detector.load(path)
     det.region_decode, det.overlap = region_decode, overlap
-    costs = _single_thread_costs(det, path, files, E2E_BATCH, model_runs, views)
     names = [str(f) for f in files]
     list(det.iter_predict(names[: 2 * E2E_BATCH], batch_size=E2E_BATCH, views=views))  # warm up
-    best, cpu_used, others = float("inf"), 0.0, None
+    runs: list[dict[str, Any]] = []
     for _ in range(passes):
+        before = _single_thread_costs(det, path, files, E2E_BATCH, model_runs, views)
         j0, c0, w0 = _cpu_jiffies(), time.process_time(), time.perf_counter()
         preds = list(det.iter_predict(names, batch_size=E2E_BATCH, views=views))
         wall, cpu, j1 = time.perf_counter() - w0, time.process_time() - c0, _cpu_jiffies()
-        if wall < best:
-            best, cpu_used = wall, cpu
-            if j0 and j1 and j1[1] > j0[1]:  # machine-wide busy share minus ours = what others took
-                others = max(0.0, (j1[0] - j0[0]) / (j1[1] - j0[1]) - cpu / (wall * (os.cpu_count() or 1)))
+        after = _single_thread_costs(det, path, files, E2E_BATCH, model_runs, views)
+        costs = {k: (before[k] + after[k]) / 2 for k in before}
         bad = [p.source for p in preds if not p.ok]
         if bad:
             raise BenchError(f"end-to-end run failed on {bad[0]}")
-    per_image_core_s = (costs["decode_core_ms"] + costs["model_core_ms"]) / 1e3
-    bound = cores / per_image_core_s
-    ips = len(files) / best
+        others = None
+        if j0 and j1 and j1[1] > j0[1]:  # machine-wide busy share minus ours = what others took
+            others = max(0.0, (j1[0] - j0[0]) / (j1[1] - j0[1]) - cpu / (wall * (os.cpu_count() or 1)))
+        per_image_core_s = (costs["decode_core_ms"] + costs["model_core_ms"]) / 1e3
+        bound, ips = cores / per_image_core_s, len(files) / wall
+        runs.append({
+            **costs,
+            "bound_images_per_s": bound,
+            "images_per_s": ips,
+            "ratio_to_bound": ips / bound,
+            "process_cpu_share": cpu / (wall * cores),
+            "others_cpu_share": others,
+            "cpu_ms_per_image": cpu / len(files) * 1e3,
+            "cpu_efficiency": per_image_core_s * len(files) / cpu,
+        })  # fmt: skip
+    ratios = sorted(r["ratio_to_bound"] for r in runs)
+    median = next(r for r in runs if r["ratio_to_bound"] == ratios[(len(ratios) - 1) // 2])
     return {
         "images": len(files),
         "image_size": list(IMAGE_SIZE),
@@ -358,16 +374,24 @@ def _end_to_end(
         "region_decode": bool(region_decode and jpegcrop.available()),
         "overlap": overlap,
         "views": views,
-        **costs,
-        "bound_images_per_s": bound,
-        "images_per_s": ips,
-        "ratio_to_bound": ips / bound,
-        "process_cpu_share": cpu_used / (best * cores),
-        "others_cpu_share": others,
-        "cpu_ms_per_image": cpu_used / len(files) * 1e3,
-        "cpu_efficiency": per_image_core_s * len(files) / cpu_used,
+        "passes": len(runs),
+        **median,
+        "pass_ratios_to_bound": [r["ratio_to_bound"] for r in runs],
         "session_options": det.backend.session_options,
     }
+
+
+def _float32_bytes(path: Path) -> int:
+    """The file's size with its weights as float32: a file that stores them as float16 (beside a Cast)
+    counts them twice, so the int8 ratio compares with float32 weights, as the issue's target does.
+    Without the ``onnx`` package the file's own size is taken."""
+    size = path.stat().st_size
+    try:
+        import onnx
+    except ImportError:
+        return size
+    m = onnx.load(str(path), load_external_data=False)
+    return size + sum(len(i.raw_data) for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
 
 
 def _check_spec(spec: str, have_torch: bool) -> None:
@@ -442,12 +466,12 @@ def _bench_model(
         "input_size": s,
         "params": int(sum(t.numel() for t in net.parameters())) if net is not None else None,
         "gflop_per_image": flops / 1e9 if flops else None,
-        "files": {"fp32_bytes": path.stat().st_size},
+        "files": {"fp32_bytes": path.stat().st_size, "float32_bytes": _float32_bytes(path)},
         "engines": {},
     }
     if qpath.is_file():
         res["files"]["int8_bytes"] = qpath.stat().st_size
-        res["files"]["int8_size_ratio"] = qpath.stat().st_size / path.stat().st_size
+        res["files"]["int8_size_ratio"] = qpath.stat().st_size / res["files"]["float32_bytes"]
     for key, fpath in (("ort_fp32", path), ("ort_int8", qpath)):
         if not fpath.is_file():
             res["engines"][key] = {"skipped": f"{fpath.name} not found"}
@@ -553,7 +577,7 @@ def run_bench(
     cfg = {
         "repeats": max(3, min(repeats, 5)) if quick else max(3, repeats),
         "runs": 2 if quick else 6,
-        "passes": 1 if quick else 2,
+        "passes": 1 if quick else 5,
         "model_runs": 1 if quick else 3,
         "calib": 4 if quick else 16,
     }
@@ -741,8 +765,9 @@ def format_bench(res: dict[str, Any]) -> str:
         ]
         fl = mod["files"]
         lines.append(
-            f"   files: fp32 {fl['fp32_bytes'] / 1e6:.2f} MB, int8 "
-            f"{_fmt(fl.get('int8_bytes', 0) / 1e6)} MB (ratio {_fmt(fl.get('int8_size_ratio'), '.3f')})"
+            f"   files: fp32 {fl['fp32_bytes'] / 1e6:.2f} MB ({fl['float32_bytes'] / 1e6:.2f} MB with float32 "
+            f"weights), int8 {_fmt(fl.get('int8_bytes', 0) / 1e6)} MB (ratio to float32 weights "
+            f"{_fmt(fl.get('int8_size_ratio'), '.3f')})"
         )
         lines.append(
             f"   {'engine':<12} {'b1 p50 ms':>9} {'b1 p95 ms':>9} {'b32 ms':>8} {'img/s':>8} "
@@ -768,7 +793,8 @@ def format_bench(res: dict[str, Any]) -> str:
             lines += [
                 f"   end to end {key}: {e['images_per_s']:.1f} img/s on {e['cores']} cores, bound "
                 f"{e['bound_images_per_s']:.1f} = cores / (decode {e['decode_core_ms']:.2f} + model "
-                f"{e['model_core_ms']:.2f} core-ms/img) → {100 * e['ratio_to_bound']:.0f}% of bound",
+                f"{e['model_core_ms']:.2f} core-ms/img) → {100 * e['ratio_to_bound']:.0f}% of bound (median of "
+                f"{e['passes']} passes: {' '.join(f'{100 * r:.0f}%' for r in e['pass_ratios_to_bound'])})",
                 f"      this process got {100 * e['process_cpu_share']:.0f}% of the cores (other processes "
                 f"{_fmt(oth and 100 * oth, '.0f')}%); {e['cpu_ms_per_image']:.2f} cpu-ms/img, CPU efficiency "
                 f"{100 * e['cpu_efficiency']:.0f}% (= % of bound it would reach if it got all the cores)",

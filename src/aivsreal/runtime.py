@@ -466,7 +466,7 @@ class Detector:
             pending: deque[Any] = deque()
             running: deque[Any] = deque()
             ahead = max(2 * batch_size, 2 * workers)
-            exhausted = False
+            exhausted, size = False, batch_size
 
             def run(chunk: list[Any]) -> list[Prediction]:
                 return self.score_prepared([f.result() for f in chunk], threshold=threshold, backend=backend)
@@ -476,9 +476,11 @@ class Detector:
                     try:
                         pending.append(ex.submit(prep, next(it)))
                     except StopIteration:
-                        exhausted = True
+                        # the tail is split evenly over the forward threads: no core idles while one
+                        # thread finishes a last full batch alone
+                        exhausted, size = True, min(batch_size, max(1, -(-len(pending) // n_fwd)))
                 while pending and len(running) < n_fwd + 1 and (len(pending) >= batch_size or exhausted):
-                    chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+                    chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
                     running.append(fwd.submit(run, chunk))
                 if not running:
                     break
