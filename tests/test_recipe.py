@@ -132,6 +132,29 @@ def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path
         assert not torch.allclose(plain.eval()(x), model(x))
 
 
+def test_rgb_npr_stem_feeds_the_image_and_its_residual():
+    stem = NPRStem(keep_rgb=True)
+    x = torch.rand(2, 3, 9, 8)
+    out = stem(x)
+    assert out.shape == (2, 6, 9, 8)
+    assert torch.equal(out[:, :3], x) and torch.allclose(out[:, 3:], NPRStem()(x))
+
+
+@pytest.mark.shared
+def test_rgb_npr_backbone_reads_imagenet_weights_in_both_halves(weights_dir):
+    """The 6-channel first conv starts from the RGB weights, repeated for the residual half."""
+    from safetensors.torch import load_file
+
+    name = "tf_mobilenetv3_small_100"
+    path = weights_dir / f"{name}.safetensors"
+    model = create(name, pretrained=path, stem="rgb_npr").eval()
+    w = model.backbone.conv_stem.weight
+    rgb = load_file(str(path))["conv_stem.weight"]
+    assert w.shape[1] == 6 and torch.equal(w[:, :3], rgb) and torch.equal(w[:, 3:], rgb)
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1,)
+
+
 def test_unknown_stem_is_refused():
     with pytest.raises(ValueError, match="stem"):
         TrainConfig(stem="fft").validate()
@@ -139,13 +162,14 @@ def test_unknown_stem_is_refused():
         create("tf_mobilenetv3_small_100", pretrained="none", stem="fft")
 
 
-def test_npr_model_exports_to_onnx_with_the_same_scores(tmp_path):
+@pytest.mark.parametrize("stem", ["npr", "rgb_npr"])
+def test_stem_model_exports_to_onnx_with_the_same_scores(tmp_path, stem):
     ort = pytest.importorskip("onnxruntime")
     from aivsreal.export import _write_onnx
 
     torch.manual_seed(0)
-    model = create("tf_mobilenetv3_small_100", pretrained="none", stem="npr").eval()
-    card = ModelCard(backbone="tf_mobilenetv3_small_100", preprocess=Preprocess(size=64), stem="npr")
+    model = create("tf_mobilenetv3_small_100", pretrained="none", stem=stem).eval()
+    card = ModelCard(backbone="tf_mobilenetv3_small_100", preprocess=Preprocess(size=64), stem=stem)
     _write_onnx(model, card, tmp_path / "m.onnx")
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

@@ -26,7 +26,9 @@ from .fsutil import (  # noqa: F401  (the rest are re-exported for code written 
 from .geometry import INTERPOLATIONS, POLICIES, VIEWS
 
 SCORING_VIEWS = tuple(v for v in VIEWS if v != "random")  # "random" is a training view only
-STEMS = ("none", "npr")  # input stems inside the graph before the backbone (models.NPRStem)
+# input stems inside the graph before the backbone (models.NPRStem): npr replaces the RGB input by its
+# neighbouring-pixel residual; rgb_npr feeds both (6 channels; the first conv's ImageNet weights are doubled)
+STEMS = ("none", "npr", "rgb_npr")
 
 CARD_VERSION = 1
 LABELS = ("real", "ai")  # index 1 = positive class = AI-generated
@@ -83,7 +85,7 @@ class ModelCard:
     backbone: str
     preprocess: Preprocess = field(default_factory=Preprocess)
     head: str = "linear"
-    stem: str = "none"  # input stem inside the graph before the backbone (STEMS): none | npr
+    stem: str = "none"  # input stem inside the graph before the backbone (STEMS): none | npr | rgb_npr
     labels: tuple[str, str] = LABELS
     threshold: float = 0.5
     uncertain_band: float = 0.1  # scores within threshold ± band are flagged uncertain

@@ -33,14 +33,20 @@ class NPRStem(nn.Module):
     the ONNX graph and every door (Python, browser) applies it with no preprocessing change. ``gain``
     brings the residual (std ≈ 0.1 of normalised photos) to the scale the ImageNet stem expects."""
 
-    def __init__(self, gain: float = 4.0):
+    def __init__(self, gain: float = 4.0, keep_rgb: bool = False):
         super().__init__()
-        self.gain = gain
+        self.gain, self.keep_rgb = gain, keep_rgb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         up = nn.functional.interpolate(x[..., ::2, ::2], scale_factor=2.0, mode="nearest")
-        return (x - up[..., :h, :w]) * self.gain
+        r = (x - up[..., :h, :w]) * self.gain
+        return torch.cat([x, r], dim=1) if self.keep_rgb else r
+
+
+def stem_channels(stem: str) -> int:
+    """Channels the backbone's first conv reads after ``stem`` (``rgb_npr``: RGB and its residual)."""
+    return 6 if stem == "rgb_npr" else 3
 
 
 class DetectorNet(nn.Module):
@@ -53,7 +59,7 @@ class DetectorNet(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose from {STEMS}")
-        self.stem = NPRStem() if stem == "npr" else nn.Identity()
+        self.stem = NPRStem(keep_rgb=stem == "rgb_npr") if stem in ("npr", "rgb_npr") else nn.Identity()
         self.backbone = backbone
         nf = getattr(backbone, "head_hidden_size", None) or backbone.num_features
         if head == "linear":
@@ -116,8 +122,11 @@ def create(
     """A timm backbone (``num_classes=0``, average pool) with a one-logit head and local weights."""
     if not local_architecture(name):  # timm fetches "hf-hub:org/name" configs from the network
         raise ValueError(f"backbone {name!r} is not a local timm architecture name (no hub or URL names)")
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; choose from {STEMS}")
+    chans = stem_channels(stem)
     try:
-        backbone = timm.create_model(name, pretrained=False, num_classes=0)
+        backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=chans)
     except RuntimeError as e:
         raise ValueError(f"unknown timm model {name!r}: {e}") from None
     path = resolve_weights(name, pretrained)
@@ -125,6 +134,9 @@ def create(
         sd = {
             k: v for k, v in load_file(str(path)).items() if not k.startswith(("classifier.", "fc.", "head."))
         }
+        first = f"{backbone.pretrained_cfg.get('first_conv', 'conv_stem')}.weight"
+        if chans != 3 and first in sd:  # RGB weights read the RGB half and, repeated, the residual half
+            sd[first] = torch.cat([sd[first]] * (chans // 3), dim=1)
         missing, unexpected = backbone.load_state_dict(sd, strict=False)
         if missing or unexpected:
             raise WeightsError(

@@ -52,7 +52,7 @@ class TrainConfig:
     model: str = "tf_mobilenetv3_small_100"
     pretrained: str | None = None  # PATH, "none", or None → $AIVSREAL_WEIGHTS_DIR
     head: str = "linear"
-    stem: str = "none"  # none | npr: a parameter-free residual stem inside the model (models.STEMS)
+    stem: str = "none"  # none | npr | rgb_npr: a residual stem inside the model (card.STEMS)
     pairs: bool = False  # a real patch and its twins (same group and box) share one batch and one view
     policy: str = "native_crop"
     size: int | None = None
