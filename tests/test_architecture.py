@@ -126,3 +126,32 @@ def test_importing_the_runtime_side_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"importing the runtime side pulled in {r.stdout.strip()}"
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)
+    }
+
+
+def test_the_decision_rule_is_stated_once_in_python_and_once_in_js():
+    """``score >= threshold`` lives in decision.py and decision.js; every other place calls them."""
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "decision.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.GtE, ast.Lt)) for op in node.ops):
+                sides = [node.left, *node.comparators]
+                if any(any("thr" in n.lower() for n in _names(s)) for s in sides) and any(
+                    any("score" in n.lower() or n in {"p", "prob", "probs"} for n in _names(s)) for s in sides
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    web = ROOT / "web" / "src"
+    for path in sorted(web.glob("*.js")):
+        if path.name == "decision.js":
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"score\w*\s*(>=|<)\s*\w*thr|thr\w*\s*(<=|>)\s*\w*score", line, re.I):
+                offenders.append(f"{path.relative_to(ROOT)}:{i}")
+    assert offenders == [], f"the threshold rule is restated outside decision.py/.js: {offenders}"

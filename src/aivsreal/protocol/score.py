@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..decision import is_ai
 from ..fsutil import sha256_file
 from ..metrics import binary_metrics
 from .pool import AI, REAL, Item, ProtocolError
@@ -219,7 +220,7 @@ def score_external(
             by.setdefault(r.get("source") or "default", []).append(i)
         for src, idx in sorted(by.items()):
             good = [i for i in idx if preds[i].ok]
-            acc = [(preds[i].score >= thr) == (labels[i] == AI) for i in good]
+            acc = [bool(is_ai(preds[i].score, thr)) == (labels[i] == AI) for i in good]
             res["per_source"].setdefault(src, {"label": rows[idx[0]]["label"].lower(), "n": len(idx)})
             res["per_source"][src][t] = {
                 "accuracy": float(np.mean(acc)) if acc else None,
