@@ -138,6 +138,18 @@ def test_committed_protocol_is_complete():
         assert {"date", "model", "figures"} <= set(entry)
 
 
+def test_model_card_reports_the_shipped_models_protocol_figures():
+    """MODEL_CARD.md carries v1's figures on sources it never saw, as measured in docs/protocol/v1-baseline."""
+    d = json.loads((ROOT / "docs" / "protocol" / "v1-baseline" / "protocol.json").read_text())
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    ext = d["parts"]["external"]["tiers"]["clean"]
+    twin = d["parts"]["pairs"]["tiers"]["clean"]["twin"]
+    assert "## Measured on sources it never saw" in card
+    assert f"| {ext['n']:,} | {ext['balanced_accuracy']:.3f} | {ext['roc_auc']:.3f} / " in card
+    assert f"| {twin['n']:,} | {twin['balanced_accuracy']:.3f} | {twin['roc_auc']:.3f} |" in card
+    assert "No truly external test set" not in card
+
+
 def test_spec_refuses_recipe_changes_in_a_budget(tmp_path):
     p = _spec(tmp_path, budgets={"cheat": {"epochs": 1, "model": "other"}}, default_budget="cheat")
     with pytest.raises(ValueError, match="model not allowed"):
