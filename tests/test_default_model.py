@@ -68,6 +68,21 @@ def test_shipped_models_are_small():
     )
 
 
+def test_no_committed_file_is_over_5_mb():
+    """Nothing git tracks is over 5 MB: models, candidates and data stay small (big data lives outside the repo)."""
+    r = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        pytest.skip(f"not a git checkout: {r.stderr.decode()[-200:]}")
+    files = [ROOT / f for f in r.stdout.decode().split("\0") if f]
+    assert files
+    big = {
+        str(f.relative_to(ROOT)): f.stat().st_size
+        for f in files
+        if f.is_file() and f.stat().st_size > 5_000_000
+    }
+    assert not big, f"over 5 MB: {big} (store weights as float16, keep data in the corpus cache)"
+
+
 def test_default_loads_without_a_path_and_predicts_examples():
     det = Detector.load()
     assert det.path == DEFAULT_MODEL_DIR / "default.onnx"
