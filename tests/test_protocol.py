@@ -148,6 +148,12 @@ def test_model_card_reports_the_shipped_models_protocol_figures():
     assert f"| {ext['n']:,} | {ext['balanced_accuracy']:.3f} | {ext['roc_auc']:.3f} / " in card
     assert f"| {twin['n']:,} | {twin['balanced_accuracy']:.3f} | {twin['roc_auc']:.3f} |" in card
     assert "No truly external test set" not in card
+    lead = json.loads((ROOT / "docs" / "protocol" / "v2e-pairs-rgb-npr-full" / "protocol.json").read_text())
+    lead_ext = lead["parts"]["external"]["tiers"]["clean"]
+    assert (
+        f"ROC-AUC {lead_ext['roc_auc']:.3f}" in card
+        and f"balanced accuracy {lead_ext['balanced_accuracy']:.3f}" in card
+    )
 
 
 def test_spec_refuses_recipe_changes_in_a_budget(tmp_path):
