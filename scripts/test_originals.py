@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import sys
 from collections import defaultdict
@@ -68,6 +69,17 @@ def materialise(catalog: Path, originals: Path, mirrors: str, out: Path) -> list
     return rows
 
 
+def write_manifest(rows: list[dict[str, str]], path: Path) -> None:
+    """The materialised files as a manifest ``load_dataset`` reads (every row in split ``test``)."""
+    from aivsreal.fsutil import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["path", "label", "source", "split"])
+    w.writeheader()
+    w.writerows({**r, "split": "test"} for r in rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def score(model: str, rows: list[dict[str, str]], views: list[str]) -> dict[str, dict]:
     from aivsreal.protocol.score import metrics
     from aivsreal.runtime import Detector
@@ -97,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirrors", default="/work/.mirror")
     ap.add_argument("--out", default=str(Path("~/.cache/aivsreal/test-originals").expanduser()))
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--manifest-out", help="also write the files as a labelled manifest (split test)")
     a = ap.parse_args(argv)
     rows = materialise(Path(a.catalog), Path(a.originals), a.mirrors, Path(a.out))
     n_ai = sum(r["label"] == "ai" for r in rows)
     print(
         f"{len(rows)} test originals ({n_ai} AI, {len(rows) - n_ai} real) from {len({r['source'] for r in rows})} sources"
     )
+    if a.manifest_out:
+        write_manifest(rows, Path(a.manifest_out))
     res = {"files": len(rows), "ai": n_ai, "real": len(rows) - n_ai, "models": []}
     for m in a.model:
         r = score(m, rows, a.views.split(","))
@@ -113,11 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"spec {x['specificity']:.3f}  recall {x['recall']:.3f}"
             )
     if a.json:
-        p = Path(a.json)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(res, indent=2) + "\n")
-        tmp.replace(p)
+        from aivsreal.fsutil import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -413,3 +413,25 @@ def test_compare_puts_candidates_side_by_side(tmp_path):
     (tmp_path / "a" / "protocol.json").write_text(json.dumps(res(0.8, 0.9)))
     r = run_cli(["protocol", "compare", str(tmp_path / "a"), str(tmp_path / "missing.json")])
     assert r.rc != 0 and "missing.json" in r.stderr
+
+
+def test_test_originals_manifest_is_a_collection_of_test_files(tmp_path):
+    """scripts/test_originals.py --manifest-out: the materialised files, readable by load_dataset, all test."""
+    import importlib.util
+
+    from aivsreal.data import load_dataset
+
+    spec = importlib.util.spec_from_file_location("test_originals", ROOT / "scripts" / "test_originals.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = []
+    for i, label in enumerate(["ai", "real", "ai", "real"]):
+        p = tmp_path / f"{label}{i}.png"
+        save(make_image(label, 64, seed=i), p)
+        rows.append({"path": str(p), "label": label, "source": f"s{i % 2}"})
+    out = tmp_path / "m" / "test_originals.csv"
+    mod.write_manifest(rows, out)
+    ds = load_dataset(out)
+    assert {s.split for s in ds.samples} == {"test"}
+    got = sorted((Path(s.path).name, s.label) for s in ds.samples)
+    assert got == sorted((Path(r["path"]).name, int(r["label"] == "ai")) for r in rows)

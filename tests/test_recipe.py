@@ -189,10 +189,14 @@ def test_int8_rules_keep_the_named_layers_in_fp32(tiny_onnx, tiny_data, tmp_path
     assert int8_exclusions(tiny_onnx, "none") == []
     assert int8_exclusions(tiny_onnx, "stem") == [nodes[0].name]
     assert int8_exclusions(tiny_onnx, "head") == [n.name for n in nodes[-2:]]
+    assert int8_exclusions(tiny_onnx, "first3") == [n.name for n in nodes[:3]]
+    assert int8_exclusions(tiny_onnx, "first2+head") == [n.name for n in nodes[:2] + nodes[-2:]]
     dw = int8_exclusions(tiny_onnx, "dw")
     assert dw and all(next(a.i for a in n.attribute if a.name == "group") > 1 for n in nodes if n.name in dw)
     with pytest.raises(ValueError, match="unknown int8 rule"):
         int8_exclusions(tiny_onnx, "stem+bogus")
+    with pytest.raises(ValueError, match="unknown int8 rule"):
+        int8_exclusions(tiny_onnx, "first0")
     x, _ = _sample_inputs(card, str(tiny_data), 8)
     out = tmp_path / "q.onnx"
     quantize_int8(tiny_onnx, out, x, exclude=int8_exclusions(tiny_onnx, "stem+head"))
@@ -241,3 +245,48 @@ def test_float16_weights_halve_the_file_keep_the_scores_and_expand_exactly(tiny_
     q = tmp_path / "q.onnx"
     quantize_int8(path, q, x)  # int8 from a float16-stored file: its weights are expanded first
     assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(q)).graph.node)
+
+
+def _script(name: str):
+    """A module of ``scripts/`` loaded by path (the scripts are not a package)."""
+    import importlib.util
+
+    from helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_int8_search_scores_each_rule_with_calibration_from_another_collection(
+    tiny_onnx, tiny_data, tmp_path
+):
+    import json
+
+    out = tmp_path / "search.json"
+    data = tmp_path / "judge.csv"  # judged on one collection (all test), calibrated on another
+    rows = [s for s in load_dataset(tiny_data).samples]
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        w.writerows([s.path, "ai" if s.label else "real", "test"] for s in rows)
+    rc = _script("int8_search").main(
+        [
+            str(tiny_onnx),
+            "--data",
+            str(data),
+            "--calib",
+            str(tiny_data),
+            "--rules",
+            "none,first3",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["calib"] == str(tiny_data) and res["n"] == len(rows)
+    assert [r["rule"] for r in res["rules"]] == ["none", "first3"]
+    for r in res["rules"]:
+        assert 0.0 <= r["agreement"] <= 1.0 and 0.0 < r["size_ratio"] < 1.0

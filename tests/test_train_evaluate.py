@@ -207,6 +207,21 @@ def test_yaml_config_rejects_unknown_keys(tmp_path):
         TrainConfig.from_yaml(p)
 
 
+def test_cosine_schedule_decays_phase_two_from_lr_to_its_floor_and_constant_stays():
+    from aivsreal.train import LR_FLOOR, phase_lr
+
+    cfg = TrainConfig(epochs_head=1, epochs=5, lr_head=1e-3, lr=3e-4, lr_schedule="cosine")
+    rates = [phase_lr(cfg, e) for e in range(6)]
+    assert (
+        rates[0] == 1e-3 and rates[1] == pytest.approx(3e-4) and rates[-1] == pytest.approx(3e-4 * LR_FLOOR)
+    )
+    assert all(a > b for a, b in zip(rates[1:], rates[2:]))  # strictly decreasing over phase 2
+    flat = TrainConfig(epochs_head=1, epochs=5, lr=3e-4)
+    assert [phase_lr(flat, e) for e in range(1, 6)] == [3e-4] * 5
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").validate()
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_brief_training_on_shared_dev_with_imagenet_weights(tmp_path, weights_dir):

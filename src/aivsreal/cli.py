@@ -613,7 +613,7 @@ def export(
     int8_rule: str = typer.Option(
         "none",
         metavar="RULE",
-        help="Layers the int8 file keeps in fp32: none, or +-joined stem, head, se, dw "
+        help="Layers the int8 file keeps in fp32: none, or +-joined stem, head, se, dw, first<N> "
         "(scripts/int8_search.py compares them).",
     ),
     fp16_weights: bool = typer.Option(

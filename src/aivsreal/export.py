@@ -187,19 +187,28 @@ def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
     return Detector.load(path, verify=False).forward(x)
 
 
-INT8_RULE_PARTS = ("stem", "head", "se", "dw")
+INT8_RULE_PARTS = ("stem", "head", "se", "dw", "first<N>")  # first<N>: e.g. first20
+
+
+def _first_n(part: str) -> int | None:
+    """N of a ``first<N>`` rule part (the first N conv/gemm nodes), else None."""
+    if part.startswith("first") and part[5:].isdigit() and int(part[5:]) > 0:
+        return int(part[5:])
+    return None
 
 
 def int8_exclusions(fp32: Path, rule: str) -> list[str]:
     """Names of the Conv/Gemm nodes a rule keeps in fp32: ``none``, or ``+``-joined parts of
     :data:`INT8_RULE_PARTS`: ``stem`` (the first conv), ``head`` (the last conv and the classifier),
-    ``se`` (squeeze-excite convs), ``dw`` (depthwise convs)."""
+    ``se`` (squeeze-excite convs), ``dw`` (depthwise convs), ``first<N>`` (the first N convs, in graph
+    order: the full-resolution layers where a trace model's small pixel differences live)."""
     import onnx
 
     parts = [] if rule in ("", "none") else rule.split("+")
-    unknown = set(parts) - set(INT8_RULE_PARTS)
+    unknown = {p for p in parts if p not in INT8_RULE_PARTS[:-1] and _first_n(p) is None}
     if unknown:
         raise ValueError(f"unknown int8 rule part(s) {sorted(unknown)}; choose from {INT8_RULE_PARTS}")
+    first = max((_first_n(p) or 0 for p in parts), default=0)
     nodes = [
         n for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.op_type in ("Conv", "Gemm")
     ]
@@ -208,6 +217,7 @@ def int8_exclusions(fp32: Path, rule: str) -> list[str]:
         group = next((a.i for a in n.attribute if a.name == "group"), 1)
         if (
             ("stem" in parts and k == 0)
+            or k < first
             or ("head" in parts and k >= len(nodes) - 2)
             or ("se" in parts and "/se/" in n.name)
             or ("dw" in parts and group > 1)

@@ -42,6 +42,9 @@ from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
 from .models import STEMS, create, default_preprocess, has_folded_batchnorm, set_batchnorm_eval, set_trainable
 from .preprocess import load, normalize, to_input
 
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.05  # cosine ends at 5 % of lr rather than 0, so its last epoch still trains
+
 
 @dataclass
 class TrainConfig:
@@ -61,6 +64,7 @@ class TrainConfig:
     unfreeze: int = -1  # -1 = whole backbone
     lr_head: float = 1e-3
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # constant | cosine: phase 2's lr decays per epoch to LR_FLOOR × lr
     weight_decay: float = 1e-4
     batch_size: int = 32
     workers: int = 2
@@ -140,6 +144,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number in [0, {hi:g}), got {v!r}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if not isinstance(self.pairs, bool):
             raise ValueError(f"pairs must be true or false, got {self.pairs!r}")
         if self.val_frac + self.test_frac >= 1:
@@ -382,6 +390,18 @@ def _state_load(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: 
     opt.load_state_dict(osd)
 
 
+def phase_lr(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based, over both phases): phase 1 ``lr_head``; phase 2 ``lr``, or
+    with ``cosine`` a half cosine from ``lr`` at its first epoch to ``LR_FLOOR × lr`` at its last. A pure
+    function of the epoch, so a resumed run sets the same rate as an uninterrupted one."""
+    if epoch < cfg.epochs_head:
+        return cfg.lr_head
+    if cfg.lr_schedule == "constant" or cfg.epochs <= 1:
+        return cfg.lr
+    t = (epoch - cfg.epochs_head) / (cfg.epochs - 1)
+    return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def _phase_of(epoch: int, epochs_head: int) -> int:
     return 1 if epoch < epochs_head else 2
 
@@ -477,6 +497,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         if _phase_of(epoch, cfg.epochs_head) != phase:
             phase = 2
             opt = _make_optimizer(model, cfg, phase)
+        for g in opt.param_groups:  # after a resume too: the rate is the epoch's, not the saved one
+            g["lr"] = phase_lr(cfg, epoch)
         train_set.epoch = epoch
         torch.manual_seed(cfg.seed * 1000 + epoch)
         if sampler is not None:
@@ -532,6 +554,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "val_roc_auc": mv["roc_auc"],
             "val_balanced_accuracy": mv["balanced_accuracy"],
             "seconds": round(epoch_time, 2),
+            "lr": phase_lr(cfg, epoch),
         }
         history.append(row)
         if rank == 0:
@@ -605,6 +628,7 @@ HISTORY_FIELDS = [
     "val_roc_auc",
     "val_balanced_accuracy",
     "seconds",
+    "lr",
 ]
 
 
