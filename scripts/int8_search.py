@@ -1,8 +1,8 @@
 """Which layers to keep in fp32 so the int8 model keeps the fp32 decisions ("quantise only what survives").
 
 Quantises an fp32 ONNX model with ``export.quantize_int8`` under several exclusion rules (stem, head,
-squeeze-excite, depthwise convolutions, the first N convolutions; alone and combined) and prints, side by side, each rule's
-decision agreement with fp32, ROC-AUC drop and file size on a labelled collection's test split. The
+squeeze-excite, depthwise convolutions, the first N convolutions; alone and combined) and prints, side by
+side, each rule's decision agreement with fp32, ROC-AUC drop and file size on a labelled collection's test split. The
 calibration pool is the one export uses (train split, seed 0) of ``--calib`` (default: ``--data``), so a
 model can be calibrated on the dev set and judged on, say, the corpus' test originals
 (``scripts/test_originals.py --manifest-out``). Writes a JSON table with ``--json``.

@@ -96,3 +96,13 @@ def make_dataset(
 
 def shared_available() -> bool:
     return DEV.is_dir() and (DEV / "manifest.csv").is_file()
+
+
+def load_script(name: str):
+    """A module of ``scripts/`` loaded by path (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

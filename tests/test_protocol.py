@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, WEIGHTS, make_image, save
+from helpers import ROOT, WEIGHTS, load_script, make_image, save
 from hostile import run_cli
 
 from aivsreal.protocol import runner
@@ -417,13 +417,9 @@ def test_compare_puts_candidates_side_by_side(tmp_path):
 
 def test_test_originals_manifest_is_a_collection_of_test_files(tmp_path):
     """scripts/test_originals.py --manifest-out: the materialised files, readable by load_dataset, all test."""
-    import importlib.util
-
     from aivsreal.data import load_dataset
 
-    spec = importlib.util.spec_from_file_location("test_originals", ROOT / "scripts" / "test_originals.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("test_originals")
     rows = []
     for i, label in enumerate(["ai", "real", "ai", "real"]):
         p = tmp_path / f"{label}{i}.png"

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from helpers import make_image, save
+from helpers import load_script, make_image, save
 
 torch = pytest.importorskip("torch")
 
@@ -247,18 +247,6 @@ def test_float16_weights_halve_the_file_keep_the_scores_and_expand_exactly(tiny_
     assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(q)).graph.node)
 
 
-def _script(name: str):
-    """A module of ``scripts/`` loaded by path (the scripts are not a package)."""
-    import importlib.util
-
-    from helpers import ROOT
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_int8_search_scores_each_rule_with_calibration_from_another_collection(
     tiny_onnx, tiny_data, tmp_path
 ):
@@ -271,7 +259,7 @@ def test_int8_search_scores_each_rule_with_calibration_from_another_collection(
         w = csv.writer(f)
         w.writerow(["path", "label", "split"])
         w.writerows([s.path, "ai" if s.label else "real", "test"] for s in rows)
-    rc = _script("int8_search").main(
+    rc = load_script("int8_search").main(
         [
             str(tiny_onnx),
             "--data",

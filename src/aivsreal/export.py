@@ -187,7 +187,8 @@ def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
     return Detector.load(path, verify=False).forward(x)
 
 
-INT8_RULE_PARTS = ("stem", "head", "se", "dw", "first<N>")  # first<N>: e.g. first20
+_NAMED_PARTS = ("stem", "head", "se", "dw")
+INT8_RULE_PARTS = (*_NAMED_PARTS, "first<N>")  # first<N>: e.g. first20
 
 
 def _first_n(part: str) -> int | None:
@@ -205,7 +206,7 @@ def int8_exclusions(fp32: Path, rule: str) -> list[str]:
     import onnx
 
     parts = [] if rule in ("", "none") else rule.split("+")
-    unknown = {p for p in parts if p not in INT8_RULE_PARTS[:-1] and _first_n(p) is None}
+    unknown = {p for p in parts if p not in _NAMED_PARTS and _first_n(p) is None}
     if unknown:
         raise ValueError(f"unknown int8 rule part(s) {sorted(unknown)}; choose from {INT8_RULE_PARTS}")
     first = max((_first_n(p) or 0 for p in parts), default=0)
