@@ -15,7 +15,14 @@ from aivsreal.card import ModelCard, Preprocess, card_path_for  # noqa: E402
 from aivsreal.data import REAL, Sample, load_dataset  # noqa: E402
 from aivsreal.models import NPRStem, create  # noqa: E402
 from aivsreal.runtime import Detector  # noqa: E402
-from aivsreal.train import ImageDataset, TrainConfig, UnitBatchSampler, pair_units, train  # noqa: E402
+from aivsreal.train import (  # noqa: E402
+    ImageDataset,
+    TrainConfig,
+    UnitBatchSampler,
+    pair_units,
+    train,
+    unit_weights,
+)
 
 
 def _s(label: int, group: str, box: str, name: str) -> Sample:
@@ -52,6 +59,49 @@ def test_unit_batches_never_split_a_pair_and_cover_every_sample_once():
     assert list(bs) != batches or len(units) < 3  # another epoch, another order
     shards = [list(UnitBatchSampler(units, 3, 0, rank=r, world=2)) for r in (0, 1)]
     assert sorted(i for s in shards for b in s for i in b) == list(range(10))
+
+
+def test_source_balance_gives_each_class_half_and_small_sources_more_than_their_size():
+    big = [Sample(f"big{i}", 1, "big", split="train") for i in range(400)]
+    small = [Sample(f"small{i}", 1, "small", split="train") for i in range(4)]
+    real = [Sample(f"real{i}", 0, "cam", split="train") for i in range(100)]
+    samples = big + small + real
+    units = [[i] for i in range(len(samples))]
+    assert unit_weights(samples, units, "none") is None
+    w = unit_weights(samples, units, "source")
+    assert w.sum() == pytest.approx(1.0)
+    assert w[len(big) + len(small) :].sum() == pytest.approx(0.5)  # 100 reals weigh as much as 404 fakes
+    small_share = w[len(big) : len(big) + len(small)].sum() / 0.5
+    assert 4 / 404 < small_share < 0.5  # sqrt: more than its size, less than an equal share
+    assert small_share == pytest.approx(2 / (2 + 20))
+    paired = unit_weights(
+        samples, [[0, 404], *[[i] for i in range(1, 404)], *[[i] for i in range(405, 504)]], "source"
+    )
+    assert paired[0] == pytest.approx(w[0] + w[404])  # a unit weighs what its members do
+
+
+def test_an_epoch_of_a_set_size_draws_by_weight_without_repeats_and_the_same_after_a_resume():
+    units = [[i] for i in range(1000)]
+    w = np.ones(1000)
+    w[:10] = 50.0  # ten heavy units
+    w /= w.sum()
+    bs = UnitBatchSampler(units, batch_size=16, seed=7, weights=w, epoch_size=200)
+    bs.set_epoch(3)
+    drawn = bs.epoch_units()
+    assert len(drawn) == 200 and len(set(drawn.tolist())) == 200
+    assert sum(k < 10 for k in drawn) >= 8  # the heavy ones are nearly always in
+    again = UnitBatchSampler(units, batch_size=16, seed=7, weights=w, epoch_size=200)
+    again.set_epoch(3)
+    assert again.epoch_units().tolist() == drawn.tolist()  # seeded by the epoch: a resume draws the same
+    again.set_epoch(4)
+    assert again.epoch_units().tolist() != drawn.tolist()
+    assert sum(len(b) for b in bs) == 200
+    pairs = UnitBatchSampler([[2 * i, 2 * i + 1] for i in range(50)], 8, 0, epoch_size=40)
+    assert sum(len(b) for b in pairs) == 40  # epoch_size counts samples, not units
+    with pytest.raises(ValueError, match="balance"):
+        TrainConfig(balance="family").validate()
+    with pytest.raises(ValueError, match="epoch_size"):
+        TrainConfig(epoch_size=-1).validate()
 
 
 def test_a_real_patch_and_its_twin_get_the_same_random_view(tmp_path):
@@ -132,6 +182,26 @@ def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path
         assert not torch.allclose(plain.eval()(x), model(x))
 
 
+def test_a_balanced_run_of_a_set_epoch_size_trains_on_that_many_per_epoch(tmp_path):
+    cfg = TrainConfig(
+        data=str(_paired_manifest(tmp_path / "data")),
+        out=str(tmp_path / "run"),
+        pretrained="none",
+        pairs=True,
+        balance="source",
+        epoch_size=6,  # of 16 training samples (8 pairs): 3 pairs an epoch
+        size=64,
+        epochs_head=1,
+        epochs=1,
+        batch_size=4,
+        workers=0,
+    )
+    train(cfg, progress=False)
+    with open(tmp_path / "run" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["train_samples"]) for r in rows] == [6, 6]
+
+
 def test_rgb_npr_stem_feeds_the_image_and_its_residual():
     stem = NPRStem(keep_rgb=True)
     x = torch.rand(2, 3, 9, 8)
@@ -177,6 +247,29 @@ def test_stem_model_exports_to_onnx_with_the_same_scores(tmp_path, stem):
     with torch.inference_mode():
         want = model(torch.from_numpy(x)).numpy().reshape(-1)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_export_at_a_larger_input_size_records_both_sizes_and_scores_that_size(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    ort = pytest.importorskip("onnxruntime")
+    from aivsreal.export import export_model
+
+    report = export_model(tiny_run, tmp_path, input_size=96, n_check=4)
+    card = ModelCard.read(card_path_for(tmp_path / "model.onnx"))
+    assert card.preprocess.size == 96 and card.extra["trained_input_size"] == 64
+    sess = ort.InferenceSession(report["onnx"], providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[2:] == [96, 96]
+    r = Detector.load(tmp_path / "model.onnx").predict(make_image("ai", size=120, seed=1))
+    assert r.score is not None and 0.0 <= r.score <= 1.0
+    bad = subprocess.run(
+        [sys.executable, "-m", "aivsreal", "export", "--model", str(tiny_run), "--out", str(tmp_path / "x")]
+        + ["--input-size", "8"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "input size 8" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_int8_rules_keep_the_named_layers_in_fp32(tiny_onnx, tiny_data, tmp_path):

@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from .models import STEMS, create, default_preprocess, has_folded_batchnorm, set
 from .preprocess import load, normalize, to_input
 
 LR_SCHEDULES = ("constant", "cosine")
+BALANCE_MODES = ("none", "source")
 LR_FLOOR = 0.05  # cosine ends at 5 % of lr rather than 0, so its last epoch still trains
 
 
@@ -79,6 +81,8 @@ class TrainConfig:
     uncertain_band: float = 0.1
     exclude_sources: list[str] = field(default_factory=list)  # leave-one-source-out
     limit: int = 0  # use at most this many training images (smoke tests)
+    balance: str = "none"  # none | source: each class half the draws, its sources by sqrt of their size
+    epoch_size: int = 0  # training samples drawn per epoch (0 = every one once): bounds an epoch's cost
     val_frac: float = 0.15
     test_frac: float = 0.15
 
@@ -113,6 +117,7 @@ class TrainConfig:
             "seed": (0, 2**32 - 1),
             "patience": (1, None),
             "limit": (0, None),
+            "epoch_size": (0, None),
         }
         for name, (lo, hi) in ints.items():
             v = getattr(self, name)
@@ -148,6 +153,8 @@ class TrainConfig:
             raise ValueError(
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+        if self.balance not in BALANCE_MODES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
         if not isinstance(self.pairs, bool):
             raise ValueError(f"pairs must be true or false, got {self.pairs!r}")
         if self.val_frac + self.test_frac >= 1:
@@ -215,21 +222,64 @@ def pair_units(samples: list[Sample]) -> list[list[int]]:
     return out
 
 
+def unit_weights(samples: list[Sample], units: list[list[int]], balance: str) -> np.ndarray | None:
+    """Each unit's chance to be drawn (sums to 1), or None for a uniform pass over all units.
+
+    ``source``: each class gets half of the mass and splits it across its sources in proportion to the
+    square root of their sizes, so a source of 3,000 patches no longer drowns one of 30 (a compromise
+    between its size and none: a tiny source is not repeated without end). A unit weighs what its members do.
+    """
+    if balance == "none":
+        return None
+    n_src = Counter((s.label, s.source) for s in samples)
+    mass = {k: math.sqrt(n) for k, n in n_src.items()}
+    per_label = Counter()
+    for (label, _), m in mass.items():
+        per_label[label] += m
+    w_sample = [
+        0.5 * mass[(s.label, s.source)] / per_label[s.label] / n_src[(s.label, s.source)] for s in samples
+    ]
+    w = np.array([sum(w_sample[i] for i in u) for u in units], dtype=np.float64)
+    return w / w.sum()
+
+
 class UnitBatchSampler:
     """Batches of about ``batch_size`` samples built from whole units (pairs never split across batches),
-    units shuffled per epoch by a seeded generator; under DDP each rank takes every world-th unit."""
+    units shuffled per epoch by a seeded generator; under DDP each rank takes every world-th unit.
 
-    def __init__(self, units: list[list[int]], batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    With ``weights`` and/or ``epoch_size`` each epoch draws about ``epoch_size`` samples' worth of units
+    (without repeats, by weight), again seeded by the epoch, so a resumed run draws the same ones."""
+
+    def __init__(
+        self,
+        units: list[list[int]],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        weights: np.ndarray | None = None,
+        epoch_size: int = 0,
+    ):
         self.units, self.batch_size, self.seed, self.rank, self.world = units, batch_size, seed, rank, world
+        self.weights = weights
+        mean_unit = sum(len(u) for u in units) / max(len(units), 1)
+        n = round(epoch_size / mean_unit) if epoch_size else len(units)
+        self.draws = max(1, min(n, len(units), int(np.count_nonzero(weights)) if weights is not None else n))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def epoch_units(self) -> np.ndarray:
+        """Indices of the units this epoch visits, in the order it visits them."""
+        rng = np.random.default_rng((self.seed, self.epoch))
+        if self.weights is None and self.draws == len(self.units):
+            return rng.permutation(len(self.units))
+        return rng.choice(len(self.units), size=self.draws, replace=False, p=self.weights)
+
     def _batches(self) -> list[list[int]]:
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.units))
         batches, cur = [], []
-        for k in order[self.rank :: self.world]:
+        for k in self.epoch_units()[self.rank :: self.world]:
             cur.extend(self.units[int(k)])
             if len(cur) >= self.batch_size:
                 batches.append(cur)
@@ -458,6 +508,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     aug = AugmentConfig(**cfg.augment)
     units = pair_units(train_s) if cfg.pairs else None
+    if units is None and (cfg.balance != "none" or cfg.epoch_size):
+        units = [[i] for i in range(len(train_s))]
     view_key = None
     if units is not None:
         view_key = list(range(len(train_s)))
@@ -466,7 +518,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 view_key[i] = u[0]
     train_set = ImageDataset(train_s, pp, True, aug, cfg.seed, view_key)
     val_set = ImageDataset(val_s, pp, False, aug, cfg.seed)
-    batches = UnitBatchSampler(units, cfg.batch_size, cfg.seed, rank, world) if units is not None else None
+    batches = None
+    if units is not None:
+        weights = unit_weights(train_s, units, cfg.balance)
+        batches = UnitBatchSampler(units, cfg.batch_size, cfg.seed, rank, world, weights, cfg.epoch_size)
     sampler = None
     if world > 1 and batches is None:
         sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed)
@@ -555,6 +610,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "val_balanced_accuracy": mv["balanced_accuracy"],
             "seconds": round(epoch_time, 2),
             "lr": phase_lr(cfg, epoch),
+            "train_samples": len(ytr),  # what this epoch drew (epoch_size), per process under DDP
         }
         history.append(row)
         if rank == 0:
@@ -629,6 +685,7 @@ HISTORY_FIELDS = [
     "val_balanced_accuracy",
     "seconds",
     "lr",
+    "train_samples",
 ]
 
 
