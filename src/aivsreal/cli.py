@@ -621,6 +621,12 @@ def export(
         "--fp16-weights",
         help="Store the ONNX file's weights as float16 (half the size, float32 compute).",
     ),
+    input_size: Optional[int] = typer.Option(
+        None,
+        "--input-size",
+        help="Input size of the exported model (default: the training size; the network is fully "
+        "convolutional, so a larger native crop sees more of each image).",
+    ),
 ) -> None:
     """Export to ONNX (opset 17, dynamic batch, card in metadata) and verify against torch."""
     from .export import export_model
@@ -635,6 +641,7 @@ def export(
             name=name,
             int8_rule=int8_rule,
             fp16_weights=fp16_weights,
+            input_size=input_size,
         )
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e))

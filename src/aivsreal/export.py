@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import sys
 import tempfile
@@ -296,11 +297,17 @@ def export_model(
     n_calib: int = 64,
     int8_rule: str = "none",
     fp16_weights: bool = False,
+    input_size: int | None = None,
 ) -> dict[str, Any]:
     """Export and verify; returns a report (parity, int8 agreement, file sizes). ``int8_rule`` names the
     layers kept in fp32 (:func:`int8_exclusions`); ``fp16_weights`` stores the fp32 file's weights as float16
-    (:func:`store_weights_fp16`: half the size, float32 compute), after int8 was calibrated on the exact graph."""
+    (:func:`store_weights_fp16`: half the size, float32 compute), after int8 was calibrated on the exact graph.
+    ``input_size`` exports a fully convolutional model at another input size than it was trained at (a
+    larger native crop sees more of the image); the card records both."""
     net, card, _ = load_checkpoint(model)
+    if input_size is not None and input_size != card.preprocess.size:
+        card.extra["trained_input_size"] = card.preprocess.size
+        card.preprocess = dataclasses.replace(card.preprocess, size=input_size)  # validates the size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     x, y = _sample_inputs(card, calib, max(n_check, n_calib if int8 else 0))
