@@ -2,7 +2,9 @@
 
 Usage: python scripts/merge_catalog.py OUT.yaml [--mirrors DIR] [--dev DIR] FRAGMENT.yaml ...
 
-Each fragment entry is validated on its own (the catalog schema); entries that fail, that repeat a
+When OUT exists with the same build settings, its text before ``sources:`` (header, build and the
+hand-curated generators table, comments included) is kept verbatim; only the sources list is rewritten,
+atomically. Each fragment entry is validated on its own (the catalog schema); entries that fail, that repeat a
 name, whose GitHub snapshot or commit is missing under --mirrors, or whose repository is reserved are
 dropped and listed on stderr. The dev set (``shared/data/dev``) becomes one ``local`` source per dev
 source, keeping its fixed split and groups from its manifest.
@@ -23,6 +25,7 @@ import yaml
 
 from aivsreal.corpus.catalog import Source, parse_catalog, validate_entries
 from aivsreal.corpus.origins import OriginError, find_git_dir
+from aivsreal.fsutil import atomic_write_text
 
 # dev source → (family, released, canonical generator name or None to keep the dev one)
 DEV_AI = {
@@ -130,6 +133,29 @@ def check_github(src: Source, mirrors: Path, reserved: set[str]) -> str | None:
     return None if r.returncode == 0 else f"commit {o.commit} not in {g}"
 
 
+def dump_yaml(doc: dict) -> str:
+    """The catalog's YAML style: keys in order, unicode kept, lines wrapped at 110."""
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110)
+
+
+def curated_head(out: Path, build: dict) -> str | None:
+    """The existing catalog's text before ``sources:`` (header, build, curated generators table), or None.
+
+    Kept verbatim so a merge rewrites only the sources list: the generators table is written by hand, with
+    comments. None when there is no catalog yet or its build settings differ from the ones asked for.
+    """
+    if not out.is_file():
+        return None
+    text = out.read_text(encoding="utf-8")
+    at = text.find("\nsources:")
+    if at < 0:
+        return None
+    head = text[: at + 1]
+    if (yaml.safe_load(head) or {}).get("build") != build:
+        return None
+    return head
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
@@ -198,18 +224,20 @@ def main() -> int:
         if s["label"] == "ai":
             s.pop("camera", None)
     build = {"max_patches": a.max_patches, "aligned_per_original": a.aligned_per_original}
-    doc = {"version": 1, "build": build}
-    if Path(a.out).is_file():  # the generator table is curated in the catalog itself: keep it
-        old = yaml.safe_load(Path(a.out).read_text(encoding="utf-8")) or {}
-        if old.get("generators"):
-            doc["generators"] = old["generators"]
-    doc["sources"] = sorted(keep, key=lambda s: s["name"])
-    parse_catalog(doc, a.out)  # the whole catalog must validate
-    header = "# Corpus catalog (issue #13): one entry per source; built by `aivsreal data build`.\n"
-    header += "# Merged by scripts/merge_catalog.py from the curators' fragments and the dev set.\n"
-    Path(a.out).write_text(
-        header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110), encoding="utf-8"
-    )
+    sources = sorted(keep, key=lambda s: s["name"])
+    head = curated_head(Path(a.out), build)
+    if head is None:
+        head = "# Corpus catalog (issue #13): one entry per source; built by `aivsreal data build`.\n"
+        head += "# Merged by scripts/merge_catalog.py from the curators' fragments and the dev set.\n"
+        doc = {"version": 1, "build": build}
+        if Path(a.out).is_file():  # the generators table is curated in the catalog itself: keep it
+            old = yaml.safe_load(Path(a.out).read_text(encoding="utf-8")) or {}
+            if old.get("generators"):
+                doc["generators"] = old["generators"]
+        head += dump_yaml(doc)
+    text = head + dump_yaml({"sources": sources})
+    parse_catalog(yaml.safe_load(text), a.out)  # the whole catalog must validate
+    atomic_write_text(a.out, text)
     for d in dropped:
         print(f"dropped: {d}", file=sys.stderr)
     print(f"{len(keep)} sources written to {a.out}; {len(dropped)} dropped", file=sys.stderr)
