@@ -74,10 +74,18 @@ def test_source_balance_gives_each_class_half_and_small_sources_more_than_their_
     small_share = w[len(big) : len(big) + len(small)].sum() / 0.5
     assert 4 / 404 < small_share < 0.5  # sqrt: more than its size, less than an equal share
     assert small_share == pytest.approx(2 / (2 + 20))
-    paired = unit_weights(
-        samples, [[0, 404], *[[i] for i in range(1, 404)], *[[i] for i in range(405, 504)]], "source"
-    )
-    assert paired[0] == pytest.approx(w[0] + w[404])  # a unit weighs what its members do
+    # pair units: reals 0-99 each with a twin (AI members 504-603); the 100 twins keep their share of the AI
+    # side (100 of 504) instead of counting as one more source
+    twins = [Sample(f"twin{i}", 1, "aligned", split="train") for i in range(100)]
+    both = samples + twins
+    units = [[len(big) + len(small) + i, len(samples) + i] for i in range(100)]
+    units += [[i] for i in range(len(big) + len(small))]
+    wp = unit_weights(both, units, "source")
+    assert wp.sum() == pytest.approx(1.0)
+    twin_mass = 0.5 * 100 / 504
+    real_mass_per_pair = 0.5 / 100
+    assert wp[0] == pytest.approx(twin_mass / 100 + real_mass_per_pair)  # a unit weighs what its members do
+    assert wp[100:].sum() == pytest.approx(0.5 - twin_mass)  # the other fakes split the rest by source
 
 
 def test_an_epoch_of_a_set_size_draws_by_weight_without_repeats_and_the_same_after_a_resume():
@@ -99,7 +107,9 @@ def test_an_epoch_of_a_set_size_draws_by_weight_without_repeats_and_the_same_aft
     pairs = UnitBatchSampler([[2 * i, 2 * i + 1] for i in range(50)], 8, 0, epoch_size=40)
     assert sum(len(b) for b in pairs) == 40  # epoch_size counts samples, not units
     with pytest.raises(ValueError, match="balance"):
-        TrainConfig(balance="family").validate()
+        TrainConfig(balance="family", epoch_size=100).validate()
+    with pytest.raises(ValueError, match="epoch_size"):
+        TrainConfig(balance="source").validate()  # without a smaller epoch the draw is a plain pass
     with pytest.raises(ValueError, match="epoch_size"):
         TrainConfig(epoch_size=-1).validate()
 

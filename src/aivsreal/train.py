@@ -36,7 +36,7 @@ from . import __version__
 from .augment import AugmentConfig, rng_for, train_view
 from .card import ModelCard, Preprocess
 from .checkpoint import save_checkpoint
-from .data import Sample, load_dataset, summarize
+from .data import REAL, Sample, load_dataset, summarize
 from .fsutil import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from .imageio import DecodeError
 from .metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_fpr
@@ -82,6 +82,7 @@ class TrainConfig:
     exclude_sources: list[str] = field(default_factory=list)  # leave-one-source-out
     limit: int = 0  # use at most this many training images (smoke tests)
     balance: str = "none"  # none | source: each class half the draws, its sources by sqrt of their size
+    # (draws are without repeats, so the balance acts in proportion to how far epoch_size is below the set)
     epoch_size: int = 0  # training samples drawn per epoch (0 = every one once): bounds an epoch's cost
     val_frac: float = 0.15
     test_frac: float = 0.15
@@ -155,6 +156,8 @@ class TrainConfig:
             )
         if self.balance not in BALANCE_MODES:
             raise ValueError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
+        if self.balance != "none" and not self.epoch_size:
+            raise ValueError("balance acts through epoch_size (draws without repeats): set epoch_size > 0")
         if not isinstance(self.pairs, bool):
             raise ValueError(f"pairs must be true or false, got {self.pairs!r}")
         if self.val_frac + self.test_frac >= 1:
@@ -227,18 +230,28 @@ def unit_weights(samples: list[Sample], units: list[list[int]], balance: str) ->
 
     ``source``: each class gets half of the mass and splits it across its sources in proportion to the
     square root of their sizes, so a source of 3,000 patches no longer drowns one of 30 (a compromise
-    between its size and none: a tiny source is not repeated without end). A unit weighs what its members do.
+    between its size and none: a tiny source is not repeated without end). Twins (the AI members of pair
+    units) keep their natural share of the AI side: how many pairs a batch holds is the ``pairs`` option's
+    business, not the balance's. A unit weighs what its members do.
     """
     if balance == "none":
         return None
-    n_src = Counter((s.label, s.source) for s in samples)
-    mass = {k: math.sqrt(n) for k, n in n_src.items()}
-    per_label = Counter()
-    for (label, _), m in mass.items():
-        per_label[label] += m
-    w_sample = [
-        0.5 * mass[(s.label, s.source)] / per_label[s.label] / n_src[(s.label, s.source)] for s in samples
-    ]
+    twins = {i for u in units if len(u) > 1 for i in u if samples[i].label != REAL}
+    key = [("twin",) if i in twins else (s.label, s.source) for i, s in enumerate(samples)]
+    n_key = Counter(key)
+    n_label = Counter(s.label for s in samples)
+    roots: Counter = Counter()
+    for k, n in n_key.items():
+        if k != ("twin",):
+            roots[k[0]] += math.sqrt(n)
+    twin_share = {lab: (len(twins) / n if lab != REAL else 0.0) for lab, n in n_label.items()}
+
+    def share(k: tuple, label: int) -> float:
+        if k == ("twin",):
+            return twin_share[label]
+        return (1 - twin_share[label]) * math.sqrt(n_key[k]) / roots[label]
+
+    w_sample = [0.5 * share(k, s.label) / n_key[k] for k, s in zip(key, samples)]
     w = np.array([sum(w_sample[i] for i in u) for u in units], dtype=np.float64)
     return w / w.sum()
 
