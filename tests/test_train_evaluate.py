@@ -168,6 +168,20 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
 
 
+def test_a_half_stored_checkpoint_is_half_the_size_and_loads_into_float32(tiny_run, tmp_path):
+    from aivsreal.checkpoint import load_checkpoint, save_checkpoint
+
+    net, card, weights = load_checkpoint(tiny_run)
+    save_checkpoint(net, card, tmp_path / "model.safetensors", half=True)
+    assert (tmp_path / "model.safetensors").stat().st_size < 0.6 * weights.stat().st_size
+    kept, kept_card, _ = load_checkpoint(tmp_path)  # its card names the float16 file's sha256
+    assert next(kept.parameters()).dtype == torch.float32
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = net(x), kept(x)
+    assert torch.allclose(a, b, atol=0.05) and not torch.equal(a, b)  # rounded, not the same weights
+
+
 def test_missing_pretrained_weights_is_an_error_not_random_init(tmp_path, monkeypatch):
     monkeypatch.delenv("AIVSREAL_WEIGHTS_DIR", raising=False)
     with pytest.raises(WeightsError, match="--pretrained none"):

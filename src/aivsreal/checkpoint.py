@@ -14,10 +14,15 @@ from .fsutil import atomic_write_many
 from .models import DetectorNet, create
 
 
-def save_checkpoint(model: torch.nn.Module, card: ModelCard, path: str | os.PathLike) -> Path:
-    """Write weights then card (both atomic); the card records the weights' sha256."""
+def save_checkpoint(
+    model: torch.nn.Module, card: ModelCard, path: str | os.PathLike, half: bool = False
+) -> Path:
+    """Write weights then card (both atomic); the card records the weights' sha256. ``half`` stores float
+    tensors as float16 (half the file; they load back into the float32 model)."""
     p = Path(path)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
     blob = save(sd, metadata={"format": "pt", "backbone": card.backbone})
     card.weights_file = p.name
     card.weights_sha256 = hashlib.sha256(blob).hexdigest()
