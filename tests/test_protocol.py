@@ -431,3 +431,41 @@ def test_test_originals_manifest_is_a_collection_of_test_files(tmp_path):
     assert {s.split for s in ds.samples} == {"test"}
     got = sorted((Path(s.path).name, s.label) for s in ds.samples)
     assert got == sorted((Path(r["path"]).name, int(r["label"] == "ai")) for r in rows)
+
+
+def test_external_subset_drops_the_sources_whose_repository_the_baseline_trained_on(tmp_path, monkeypatch):
+    mod = load_script("external_subset")
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "SOURCES.md").write_text(
+        "| label | source | what | origin | licence |\n|---|---|---|---|---|\n"
+        "| ai | gal | g | `github:Owner/Gallery@abc:x` | MIT |\n"
+        "| ai | other | o | `github:Owner/Other@abc:x` | MIT |\n"
+    )
+    (dev / "manifest.csv").write_text(
+        "path,label,source,split\na.png,ai,gal,train\nb.png,ai,other,test\n"  # only gal trains
+    )
+    src = [
+        {"name": "ext_gal", "role": "external", "origin": {"kind": "github", "repo": "owner/gallery"}},
+        {"name": "ext_other", "role": "external", "origin": {"kind": "github", "repo": "Owner/Other"}},
+        {"name": "ext_real", "role": "external", "origin": {"kind": "github", "repo": "x/photos"}},
+    ]
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump({"sources": src}))
+    per_source = {
+        "ext_gal": {"label": "ai", "n": 30, "clean": {"accuracy": 1.0}, "web": {"accuracy": 1.0}},
+        "ext_other": {"label": "ai", "n": 10, "clean": {"accuracy": 0.2}, "web": {"accuracy": 0.1}},
+        "ext_real": {"label": "real", "n": 20, "clean": {"accuracy": 0.9}, "web": {"accuracy": 0.9}},
+    }
+    res = tmp_path / "m"
+    res.mkdir()
+    (res / "protocol.json").write_text(json.dumps({"parts": {"external": {"per_source": per_source}}}))
+    out = tmp_path / "t.json"
+    argv = ["x", f"m={res}", "--trained-on", str(dev), "--catalog", str(tmp_path / "catalog.yaml")]
+    monkeypatch.setattr("sys.argv", [*argv, "--json", str(out)])
+    assert mod.main() == 0
+    got = json.loads(out.read_text())
+    assert got["excluded_sources"] == ["ext_gal"]  # only the repository with a train split, case-insensitive
+    clean = got["m"]["clean"]
+    assert clean["all"]["recall"] == pytest.approx(0.8)  # (30 + 2) / 40
+    assert clean["unseen"]["recall"] == pytest.approx(0.2) and clean["unseen"]["n_ai"] == 10
+    assert clean["unseen"]["balanced_accuracy"] == pytest.approx((0.2 + 0.9) / 2)
