@@ -165,19 +165,24 @@ def test_manifest_box_column_is_read(tmp_path):
     assert len(pair_units(ds.split("train"))) == len([s for s in ds.split("train") if s.label == REAL])
 
 
-def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path):
-    cfg = TrainConfig(
+def _paired_config(tmp_path, **options) -> TrainConfig:
+    """A two-epoch paired run from scratch at 64 px on a small paired manifest (seconds on a CPU)."""
+    return TrainConfig(
         data=str(_paired_manifest(tmp_path / "data")),
         out=str(tmp_path / "run"),
         pretrained="none",
-        stem="npr",
         pairs=True,
         size=64,
         epochs_head=1,
         epochs=1,
         batch_size=4,
         workers=0,
+        **options,
     )
+
+
+def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path):
+    cfg = _paired_config(tmp_path, stem="npr")
     ckpt = train(cfg, progress=False)
     card = ModelCard.read(card_path_for(ckpt))
     assert card.stem == "npr" and card.training["config"]["pairs"] is True
@@ -193,19 +198,7 @@ def test_paired_npr_run_trains_and_its_checkpoint_reloads_with_the_stem(tmp_path
 
 
 def test_a_balanced_run_of_a_set_epoch_size_trains_on_that_many_per_epoch(tmp_path):
-    cfg = TrainConfig(
-        data=str(_paired_manifest(tmp_path / "data")),
-        out=str(tmp_path / "run"),
-        pretrained="none",
-        pairs=True,
-        balance="source",
-        epoch_size=6,  # of 16 training samples (8 pairs): 3 pairs an epoch
-        size=64,
-        epochs_head=1,
-        epochs=1,
-        batch_size=4,
-        workers=0,
-    )
+    cfg = _paired_config(tmp_path, balance="source", epoch_size=6)  # of 16 samples (8 pairs): 3 pairs
     train(cfg, progress=False)
     with open(tmp_path / "run" / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
