@@ -3,7 +3,8 @@
     python scripts/ship_default.py runs/default [--data ../shared/data/dev]
     python scripts/ship_default.py --int8-only [--data ../shared/data/dev]
     python scripts/ship_default.py --fp16-weights-only   # store the shipped NAME.onnx's weights as float16
-    python scripts/ship_default.py RUN --model-id aivsreal-default-v2 --name default-v2 [--data ...]
+    python scripts/ship_default.py RUN --model-id aivsreal-default-v2 --name default-v2 [--data ...] \
+        [--int8-rule first28] [--input-size 320]
 
 Writes src/aivsreal/models_dist/NAME.onnx and NAME.int8.onnx (NAME ``default`` for v1), embeds the card (with the dev-test
 metrics measured here) in both, writes their sidecar cards (sha256) and default.metrics.json (the full
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--model-id", default="aivsreal-default-v1", help="the card's model_id (registry name)")
     ap.add_argument("--name", default="default", help="file stem in models_dist")
     ap.add_argument("--int8-rule", default="none", help="layers kept in fp32 (scripts/int8_search.py)")
+    ap.add_argument("--input-size", type=int, help="export at this input size (export --input-size)")
     ap.add_argument(
         "--fp16-weights-only",
         action="store_true",
@@ -89,6 +91,7 @@ def main() -> None:
                 n_calib=128,
                 int8_rule=a.int8_rule,
                 fp16_weights=True,
+                input_size=a.input_size,
             )
         }
     for name, path in (("fp32", fp32), ("int8", int8)):
