@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aivsreal.checkpoint import load_checkpoint, save_checkpoint
+from aivsreal.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from aivsreal.export import _sample_inputs
 
 
@@ -29,9 +29,7 @@ def main() -> int:
     a = ap.parse_args()
     net, card, weights = load_checkpoint(a.run)
     rounded = copy.deepcopy(net)
-    rounded.load_state_dict(
-        {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    )
+    rounded.load_state_dict(half_precision(net.state_dict()))  # what the float16 file will load back as
     x, _ = _sample_inputs(card, None, a.check)
     with torch.inference_mode():
         t = torch.from_numpy(x)

@@ -174,7 +174,7 @@ def test_a_half_stored_checkpoint_is_half_the_size_and_loads_into_float32(tiny_r
     net, card, weights = load_checkpoint(tiny_run)
     save_checkpoint(net, card, tmp_path / "model.safetensors", half=True)
     assert (tmp_path / "model.safetensors").stat().st_size < 0.6 * weights.stat().st_size
-    kept, kept_card, _ = load_checkpoint(tmp_path)  # its card names the float16 file's sha256
+    kept, _, _ = load_checkpoint(tmp_path)  # its card names the float16 file's sha256
     assert next(kept.parameters()).dtype == torch.float32
     x = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():

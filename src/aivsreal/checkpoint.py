@@ -14,6 +14,11 @@ from .fsutil import atomic_write_many
 from .models import DetectorNet, create
 
 
+def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with float tensors rounded to float16 (how a half-stored checkpoint keeps them)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def save_checkpoint(
     model: torch.nn.Module, card: ModelCard, path: str | os.PathLike, half: bool = False
 ) -> Path:
@@ -22,7 +27,7 @@ def save_checkpoint(
     p = Path(path)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if half:
-        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+        sd = half_precision(sd)
     blob = save(sd, metadata={"format": "pt", "backbone": card.backbone})
     card.weights_file = p.name
     card.weights_sha256 = hashlib.sha256(blob).hexdigest()
